@@ -1,0 +1,1 @@
+"""simnet: a deterministic simulation of Linux TCP sockets and epoll for testing event-loop servers."""
