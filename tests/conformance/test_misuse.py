@@ -103,16 +103,30 @@ def test_closed_socket_fileno_is_minus_one_and_close_is_idempotent(backend):
 
 
 def test_bad_arguments_raise_what_python_raises(backend):
+    # All cases are collected before comparing, so a failure lists every mismatch at once.
     s = backend.socket()
-    assert raised(s.recv, -1) == ("ValueError", None)
-    assert raised(s.send, "text") == ("TypeError", None)
-    assert raised(s.bind, ("127.0.0.1", 70000)) == ("OverflowError", None)
-    assert raised(s.bind, ("127.0.0.1", -1)) == ("OverflowError", None)
-    assert raised(s.bind, "127.0.0.1") == ("TypeError", None)
-    assert raised(s.connect, ("127.0.0.1",)) == ("TypeError", None)
-    assert raised(s.settimeout, -1) == ("ValueError", None)
-    assert raised(s.listen, 2**31) == ("OverflowError", None)
-    assert raised(s.setsockopt, socket.SOL_SOCKET, socket.SO_RCVBUF, "x") == ("TypeError", None)
+    got = {
+        "recv(-1)": raised(s.recv, -1),
+        "send(str)": raised(s.send, "text"),
+        "bind(port 70000)": raised(s.bind, ("127.0.0.1", 70000)),
+        "bind(port -1)": raised(s.bind, ("127.0.0.1", -1)),
+        "bind(str)": raised(s.bind, "127.0.0.1"),
+        "connect(1-tuple)": raised(s.connect, ("127.0.0.1",)),
+        "settimeout(-1)": raised(s.settimeout, -1),
+        "listen(2**31)": raised(s.listen, 2**31),
+        "setsockopt(str)": raised(s.setsockopt, socket.SOL_SOCKET, socket.SO_RCVBUF, "x"),
+    }
+    assert got == {
+        "recv(-1)": ("ValueError", None),
+        "send(str)": ("TypeError", None),
+        "bind(port 70000)": ("OverflowError", None),
+        "bind(port -1)": ("OverflowError", None),
+        "bind(str)": ("TypeError", None),
+        "connect(1-tuple)": ("TypeError", None),
+        "settimeout(-1)": ("ValueError", None),
+        "listen(2**31)": ("OverflowError", None),
+        "setsockopt(str)": ("TypeError", None),
+    }
 
 
 # ---- epoll misuse ---------------------------------------------------------------------------
@@ -137,9 +151,16 @@ def test_epoll_register_of_a_closed_socket_raises_valueerror(backend):
 
 def test_epoll_bad_arguments_raise_what_python_raises(backend):
     ep = backend.epoll()
-    assert raised(ep.poll, 0, 0) == ("ValueError", None)
-    assert raised(ep.poll, 0, -2) == ("ValueError", None)
-    assert raised(ep.register, "x", select.EPOLLIN) == ("TypeError", None)
+    got = {
+        "poll(maxevents=0)": raised(ep.poll, 0, 0),
+        "poll(maxevents=-2)": raised(ep.poll, 0, -2),
+        "register(str)": raised(ep.register, "x", select.EPOLLIN),
+    }
+    assert got == {
+        "poll(maxevents=0)": ("ValueError", None),
+        "poll(maxevents=-2)": ("ValueError", None),
+        "register(str)": ("TypeError", None),
+    }
 
 
 def test_closed_epoll_raises_valueerror_and_close_is_idempotent(backend):
