@@ -40,6 +40,13 @@ _PROC = {
     "rmem_max": "/proc/sys/net/core/rmem_max",
     "wmem_max": "/proc/sys/net/core/wmem_max",
 }
+# Timer sysctls some scenarios need; the sim's Sysctl need not have them (see SimBackend).
+OPTIONAL_SYSCTL = {
+    "tcp_syn_retries": ("/proc/sys/net/ipv4/tcp_syn_retries", 6),
+    # Linux >= 6.17: the first N SYN timeouts keep a linear 1 s RTO; 0 (classic exponential
+    # backoff) where the kernel has no such knob. This machine has 4 (LINUX.md says 1, 3, 7 s).
+    "tcp_syn_linear_timeouts": ("/proc/sys/net/ipv4/tcp_syn_linear_timeouts", 0),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,6 +106,7 @@ class RealBackend(Backend):
     def __init__(self) -> None:
         self._objs: list[Any] = []
         self.sysctl = {k: _read_proc(p) for k, p in _PROC.items()}
+        self.sysctl.update({k: _read_proc_or(p, d) for k, (p, d) in OPTIONAL_SYSCTL.items()})
 
     def socket(self) -> socket.socket:
         s = _TrackedSocket(socket.AF_INET, socket.SOCK_STREAM)
@@ -145,6 +153,11 @@ class SimBackend(Backend):
             k: tuple(getattr(sc, k)) if k.startswith("tcp_") else int(getattr(sc, k))
             for k in SYSCTL_KEYS
         }
+        # A knob the model does not declare is taken to have this machine's value: the model's
+        # job is to behave like the Linux it runs beside.
+        for k, (path, default) in OPTIONAL_SYSCTL.items():
+            v = getattr(sc, k, None)
+            self.sysctl[k] = int(v) if v is not None else _read_proc_or(path, default)
 
     def socket(self) -> Any:
         return self.host.socket()
@@ -168,6 +181,31 @@ def _read_proc(path: str) -> Any:
     with open(path) as f:
         fields = [int(x) for x in f.read().split()]
     return tuple(fields) if len(fields) > 1 else fields[0]
+
+
+def _read_proc_or(path: str, default: int) -> Any:
+    try:
+        return _read_proc(path)
+    except OSError:
+        return default
+
+
+def syn_schedule(sysctl: dict[str, Any]) -> tuple[list[float], float]:
+    """(times of the SYN retransmits after the first SYN, time connect gives up with ETIMEDOUT).
+
+    tcp_retransmit_timer keeps the 1 s initial RTO while total_rto <= tcp_syn_linear_timeouts,
+    then doubles it; tcp_write_timeout gives up in SYN_SENT after tcp_syn_retries +
+    tcp_syn_linear_timeouts retransmits. Linear 0, retries 6: 1, 3, 7, 15, 31, 63 -> 127 s.
+    Linear 4 (this machine): 1, 2, 3, 4, 5, 7, 11, 19, 35, 67 -> 131 s.
+    """
+    linear, retries = sysctl["tcp_syn_linear_timeouts"], sysctl["tcp_syn_retries"]
+    times, t, rto = [], 0.0, 1.0
+    for k in range(1, retries + linear + 1):
+        t += rto
+        times.append(t)
+        if k > linear:
+            rto *= 2
+    return times, t + rto
 
 
 def load_simnet() -> Any:

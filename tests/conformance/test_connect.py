@@ -96,3 +96,23 @@ def test_blocking_connect_to_listener_returns_connected(backend):
     assert s.connect(L.getsockname()) is None
     assert s.getpeername() == L.getsockname()
     assert so_error(s) == 0
+
+
+def test_connect_to_a_bound_but_not_listening_port_is_refused(backend):
+    B = backend.socket()
+    B.bind((backend.addr, 0))
+    s = backend.socket()
+    assert raised(s.connect, B.getsockname()) == ("ConnectionRefusedError", "ECONNREFUSED")
+
+
+def test_send_right_after_a_nonblocking_connect_succeeds_on_loopback(backend):
+    # Loopback completes the handshake inside connect(): the socket is ESTABLISHED by the time
+    # connect_ex returns EINPROGRESS, so an immediate send queues data (LINUX.md general finding).
+    L = listener(backend, 4)
+    s = backend.socket()
+    s.setblocking(False)
+    assert s.connect_ex(L.getsockname()) == errno.EINPROGRESS
+    assert outcome(s.send, b"hi") == ("ok", 2)
+    a, _ = L.accept()
+    a.settimeout(1.0)
+    assert a.recv(10) == b"hi"

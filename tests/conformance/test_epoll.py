@@ -245,6 +245,17 @@ def test_add_of_a_disabled_oneshot_fd_raises_eexist(backend):
     assert raised(ep.register, a, IN) == ("FileExistsError", "EEXIST")
 
 
+def test_two_epoll_instances_both_report_the_same_event(backend):
+    c, a = pair(backend)
+    e1, e2 = backend.epoll(), backend.epoll()
+    e1.register(a, IN | ET)
+    e2.register(a, IN | ET)
+    c.send(b"x")
+    assert seen(e1) == {a.fileno(): "IN"}
+    assert seen(e2) == {a.fileno(): "IN"}
+    assert seen(e1) == {} and seen(e2) == {}
+
+
 # ---- closed descriptors ---------------------------------------------------------------------
 
 

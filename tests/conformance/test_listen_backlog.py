@@ -15,7 +15,7 @@ import socket
 
 import pytest
 
-from ._harness import is_connected, listener, outcome, so_error
+from ._harness import is_connected, listener, outcome, so_error, syn_schedule
 
 
 def _connect_many(backend, L, n):
@@ -158,6 +158,78 @@ def test_dropped_syn_is_retransmitted_about_one_second_later(backend):
     assert s.send(b"late") == 4
     a.settimeout(1.0)
     assert a.recv(10) == b"late"
+
+
+def test_syn_retransmit_schedule_decides_when_a_freed_slot_is_taken(backend):
+    # A slot freed at 1.5 s is taken by the next SYN retransmit: at 2 s on this machine
+    # (tcp_syn_linear_timeouts=4 keeps the first retransmits 1 s apart), at 3 s with classic
+    # exponential backoff (LINUX.md's 1, 3, 7 s). Bounded, and it stops once connected.
+    times, _ = syn_schedule(backend.sysctl)
+    expected = next(t for t in times if t > 1.5)
+    L = listener(backend, 0)
+    f = backend.socket()
+    f.connect(L.getsockname())
+    s = backend.socket()
+    s.setblocking(False)
+    t0 = backend.monotonic()
+    assert s.connect_ex(L.getsockname()) == errno.EINPROGRESS
+    ep = backend.epoll()
+    ep.register(s, select.EPOLLOUT)
+    backend.settle(t0 + 1.5 - backend.monotonic())  # the 1 s retransmit met a full queue
+    assert ep.poll(0) == []
+    L.accept()
+    got = []
+    for _ in range(50):
+        left = t0 + expected + 1.0 - backend.monotonic()
+        if left <= 0:
+            break
+        got = ep.poll(left)
+        if got:
+            break
+    assert got == [(s.fileno(), select.EPOLLOUT)]
+    assert abs(backend.monotonic() - t0 - expected) <= 0.3, (backend.monotonic() - t0, expected)
+
+
+def test_connect_to_a_listener_that_never_accepts_times_out_after_syn_retries(backend):
+    # After tcp_syn_retries (+ tcp_syn_linear_timeouts) retransmits, connect fails with
+    # ETIMEDOUT: ~131 s on this machine (~127 s with classic backoff). The real backend cannot
+    # wait two minutes in a quick suite, so it checks only that the client is still quietly
+    # connecting; the simulated clock checks when the schedule ends.
+    _, give_up = syn_schedule(backend.sysctl)
+    L = listener(backend, 0)
+    f = backend.socket()
+    f.connect(L.getsockname())
+    s = backend.socket()
+    s.setblocking(False)
+    t0 = backend.monotonic()
+    assert s.connect_ex(L.getsockname()) == errno.EINPROGRESS
+    ep = backend.epoll()
+    ep.register(s, select.EPOLLIN | select.EPOLLOUT)
+    backend.settle(0.2)
+    assert ep.poll(0) == [] and so_error(s) == 0
+    if backend.name != "sim":
+        return
+    got = []
+    for _ in range(50):
+        left = t0 + give_up + 10.0 - backend.monotonic()
+        if left <= 0:
+            break
+        got = ep.poll(left)
+        if got:
+            break
+    assert len(got) == 1 and got[0][1] & select.EPOLLERR
+    assert abs(backend.monotonic() - t0 - give_up) <= 1.5, (backend.monotonic() - t0, give_up)
+    assert so_error(s) == errno.ETIMEDOUT
+
+
+def test_accept_returns_connections_in_arrival_order(backend):
+    L = listener(backend, 8)
+    cs = []
+    for _ in range(4):
+        c = backend.socket()
+        c.connect(L.getsockname())
+        cs.append(c)
+    assert [L.accept()[1] for _ in cs] == [c.getsockname() for c in cs]
 
 
 def test_retransmitted_syns_never_overfill_the_accept_queue(backend):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from ._harness import drain, outcome, pair, raised, rst_close, so_error
+from ._harness import drain, drain_all, fill, outcome, pair, pattern, raised, rst_close, so_error
 
 
 def test_recv_on_empty_nonblocking_socket_raises_eagain(backend):
@@ -129,6 +129,64 @@ def test_abortive_close_of_idle_peer_gives_econnreset_then_eof_and_epipe(backend
     assert outcome(c.recv, 10) == ("ok", b"")
     assert outcome(c.send, b"x") == ("err", "EPIPE")
     assert outcome(c.send, b"x") == ("err", "EPIPE")
+
+
+def test_after_a_reset_the_socket_is_unconnected_but_the_error_waits_for_recv(backend):
+    # The RST moves the socket to CLOSE: getpeername and shutdown say ENOTCONN (neither consumes
+    # sk_err), and recv still reports ECONNRESET once. (Measured here, beyond LINUX.md's table.)
+    c, a = pair(backend)
+    rst_close(c)
+    assert outcome(a.getpeername) == ("err", "ENOTCONN")
+    assert outcome(a.shutdown, socket.SHUT_WR) == ("err", "ENOTCONN")
+    assert outcome(a.recv, 1) == ("err", "ECONNRESET")
+    assert outcome(a.recv, 1) == ("ok", b"")
+
+
+def test_close_delivers_queued_send_data_before_the_fin(backend):
+    # A normal close() of a socket with unsent data (and nothing unread) sends a FIN *after* the
+    # data: the orphaned socket keeps sending as the peer reads, and the peer sees every byte,
+    # in order, then EOF.
+    c, a = pair(backend, snd=4096, rcv=4096)
+    total, last = fill(c, 1024)
+    assert last == ("err", "EAGAIN")
+    c.close()
+    assert drain(a, total, backend) == pattern(0, total)
+    assert drain_all(a, backend, quiet=0.05) == b""
+    assert outcome(a.recv, 10) == ("ok", b"")
+
+
+def test_abortive_close_discards_queued_send_data(backend):
+    # SO_LINGER {1,0} with unsent data: tcp_disconnect drops the send queue and sends a RST.
+    # The peer keeps what it had already received (a strict prefix), then ECONNRESET, then b''.
+    c, a = pair(backend, snd=4096, rcv=4096)
+    total, last = fill(c, 1024)
+    assert last == ("err", "EAGAIN")
+    rst_close(c)
+    got = bytearray()
+    results = []
+    for _ in range(10_000):
+        r = outcome(a.recv, 65536)
+        if r[0] == "ok" and r[1]:
+            got += r[1]
+            continue
+        results.append(r)
+        if len(results) == 2:
+            break
+    assert results == [("err", "ECONNRESET"), ("ok", b"")]
+    assert len(got) < total and bytes(got) == pattern(0, len(got))
+
+
+def test_shutdown_wr_twice_is_fine_but_shutdown_after_full_close_is_enotconn(backend):
+    c, a = pair(backend)
+    assert outcome(c.shutdown, socket.SHUT_WR) == ("ok", None)
+    assert outcome(c.shutdown, socket.SHUT_WR) == ("ok", None)
+    # peer closes; c was FIN_WAIT2 -> TIME_WAIT (still owned by the fd), a LAST_ACK -> CLOSE
+    a2, c2 = pair(backend)
+    c2.close()
+    assert outcome(a2.getpeername)[0] == "ok"  # CLOSE_WAIT is still connected
+    assert so_error(a2) == 0
+    assert outcome(a2.shutdown, socket.SHUT_WR) == ("ok", None)  # our FIN; ACKed at once
+    assert outcome(a2.shutdown, socket.SHUT_RDWR) == ("err", "ENOTCONN")
 
 
 def test_peer_shut_wr_gives_eof_while_other_direction_keeps_working(backend):
