@@ -141,6 +141,12 @@ def test_timeout_accessors_follow_setblocking_and_settimeout(backend):
     assert s.gettimeout() is None
     s.settimeout(None)
     assert s.gettimeout() is None
+    s.settimeout(0)  # timeout 0 is non-blocking mode
+    assert s.gettimeout() == 0.0
+    assert raised(s.accept) == ("OSError", "EINVAL")
+    c, a = pair(backend)
+    a.settimeout(0)
+    assert raised(a.recv, 1) == ("BlockingIOError", "EAGAIN")
 
 
 def test_socket_options_read_back_what_was_set(backend):

@@ -358,6 +358,19 @@ def test_poll_returns_at_most_maxevents(backend):
     assert sorted(fd for fd, _ in ep.poll(0)) == sorted(s.fileno() for s in socks)
 
 
+def test_level_triggered_poll_with_maxevents_takes_turns_among_ready_fds(backend):
+    # ep_send_events re-queues a reported LT item at the tail of the ready list, so polling one
+    # event at a time cycles through every ready fd instead of starving the later ones.
+    ep = backend.epoll()
+    socks = [pair(backend)[1] for _ in range(3)]
+    for s in socks:
+        ep.register(s, OUT)
+    turns = [ep.poll(0, 1)[0][0] for _ in range(6)]
+    fds = [s.fileno() for s in socks]
+    assert sorted(turns[:3]) == sorted(fds)
+    assert turns[3:] == turns[:3]
+
+
 def test_modify_and_unregister_take_effect_at_once(backend):
     c, a = pair(backend)
     ep = backend.epoll()

@@ -59,6 +59,36 @@ def test_accept_queue_holds_backlog_plus_one(backend, b):
     assert _accept_all(L) == b + 1
 
 
+def test_listen_again_changes_the_backlog(backend):
+    # listen() on a listening socket just updates sk_max_ack_backlog: 0 then 3 admits 4.
+    L = listener(backend, 0)
+    L.listen(3)
+    cs = _connect_many(backend, L, 6)
+    backend.settle(0.05)
+    assert sum(is_connected(c) for c in cs) == 4
+    assert _accept_all(L) == 4
+
+
+def test_listener_bound_to_any_address_accepts_loopback_connections(backend):
+    # A server bound to 0.0.0.0 takes connections to 127.0.0.1; the accepted socket's local
+    # address is the concrete one. The wildcard and 127.0.0.1 conflict on the same port.
+    L = backend.socket()
+    L.bind(("0.0.0.0", 0))
+    L.listen(4)
+    host, port = L.getsockname()
+    assert host == "0.0.0.0"
+    c = backend.socket()
+    c.connect((backend.addr, port))
+    a, peer = L.accept()
+    assert a.getsockname() == (backend.addr, port)
+    assert peer == c.getsockname()
+    B = backend.socket()
+    assert outcome(B.bind, (backend.addr, port)) == ("err", "EADDRINUSE")
+    L2 = listener(backend, 1)
+    D = backend.socket()
+    assert outcome(D.bind, ("0.0.0.0", L2.getsockname()[1])) == ("err", "EADDRINUSE")
+
+
 def test_listen_negative_backlog_behaves_as_zero(backend):
     # Python turns a negative backlog into 0; listen(0) admits exactly one connection.
     L = listener(backend, -5)
