@@ -5,8 +5,9 @@ Every scenario in this directory takes the ``backend`` fixture and runs twice:
 * ``real`` -- real loopback sockets on 127.0.0.1 and ``select.epoll`` on this machine;
 * ``sim``  -- simnet's simulated kernel (``simnet.Network``), with 127.0.0.1 inside one host.
 
-A test body only talks to the ``Backend`` interface below plus Python's own ``socket``/``select``
-constants, errnos and exceptions, so whatever it asserts is asserted of Linux and of the model alike.
+A test body only talks to the ``Backend`` interface below plus Python's own ``socket`` and
+``select`` constants, errnos and exceptions, so whatever it asserts is asserted of Linux and of
+the model alike.
 The expected values come from shared/LINUX.md (measured on this kind of machine); its "avoid /
 tolerate" rules shape the helpers:
 
