@@ -1,0 +1,19 @@
+"""The simulated kernel: a discrete-event model of Linux TCP sockets and epoll (see DESIGN.md)."""
+
+from simnet.kernel.epoll import Epoll
+from simnet.kernel.host import Host
+from simnet.kernel.network import LinkConfig, Network, SimulationDeadlock, Sysctl
+from simnet.kernel.segment import LoggedSegment, Segment
+from simnet.kernel.tcp import TcpSocket
+
+__all__ = [
+    "Epoll",
+    "Host",
+    "LinkConfig",
+    "LoggedSegment",
+    "Network",
+    "Segment",
+    "SimulationDeadlock",
+    "Sysctl",
+    "TcpSocket",
+]

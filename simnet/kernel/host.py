@@ -1,0 +1,174 @@
+"""A simulated host: its file descriptor table, its port table, and TCP demultiplexing."""
+
+from __future__ import annotations
+
+import socket as _socket
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
+
+import simpy
+
+from simnet.kernel.segment import ACK, FIN, RST, SYN, Address, Segment
+
+if TYPE_CHECKING:
+    from simnet.kernel.epoll import Epoll
+    from simnet.kernel.network import Network
+    from simnet.kernel.tcp import TcpSocket
+
+FIRST_FD = 3  # 0, 1 and 2 are stdin, stdout and stderr in every real process
+
+
+class Host:
+    """One machine: an IPv4 address plus 127.0.0.1, an fd table and a TCP port table."""
+
+    def __init__(self, net: Network, ip: str) -> None:
+        self.net = net
+        self.ip = ip
+        self.fds: dict[int, TcpSocket | Epoll] = {}
+        # Connected sockets (SYN_SENT onwards, including orphans and TIME_WAIT), by 4-tuple.
+        self.connections: dict[tuple[Address, Address], TcpSocket] = {}
+        self.listeners: dict[Address, TcpSocket] = {}
+        # Everything holding a local port, for bind conflicts (inet_bind_conflict) and ss.
+        self.ports: dict[int, list[TcpSocket]] = {}
+        self.crashed = False
+
+    def __repr__(self) -> str:
+        return f"<Host {self.ip}>"
+
+    # -- the socket API entry points ----------------------------------------------------------
+
+    def socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_STREAM, proto: int = 0) -> TcpSocket:
+        if family != _socket.AF_INET:
+            raise OSError(97, "Address family not supported by protocol (simnet models AF_INET only)")
+        if type & ~(_socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC) != _socket.SOCK_STREAM:
+            raise OSError(94, "Socket type not supported (simnet models SOCK_STREAM only)")
+        from simnet.kernel.tcp import TcpSocket
+
+        sock = TcpSocket(self)
+        sock.fd = self.allocate_fd(sock)
+        if type & _socket.SOCK_NONBLOCK:
+            sock.setblocking(False)
+        return sock
+
+    def epoll(self, sizehint: int = -1, flags: int = 0) -> Epoll:
+        from simnet.kernel.epoll import Epoll
+
+        ep = Epoll(self)
+        ep.fd = self.allocate_fd(ep)
+        return ep
+
+    def process(self, generator: Generator[Any, Any, Any]) -> simpy.Process:
+        """Run a simulated process (a simpy generator) on this host."""
+        return self.net.env.process(generator)
+
+    def spawn(self, function: Callable[..., Generator[Any, Any, Any]], *args: Any) -> simpy.Process:
+        return self.net.env.process(function(*args))
+
+    # -- fds ----------------------------------------------------------------------------------
+
+    def allocate_fd(self, obj: TcpSocket | Epoll) -> int:
+        # Linux hands out the lowest free descriptor (fs/file.c alloc_fd).
+        fd = FIRST_FD
+        fds = self.fds
+        while fd in fds:
+            fd += 1
+        fds[fd] = obj
+        return fd
+
+    def release_fd(self, fd: int) -> None:
+        self.fds.pop(fd, None)
+
+    def is_local_address(self, ip: str) -> bool:
+        return ip == self.ip or ip == "0.0.0.0" or ip.startswith("127.")
+
+    # -- ports --------------------------------------------------------------------------------
+
+    def take_port(self, sock: TcpSocket, port: int) -> None:
+        self.ports.setdefault(port, []).append(sock)
+
+    def free_port(self, sock: TcpSocket, port: int) -> None:
+        holders = self.ports.get(port)
+        if holders is None:
+            return
+        for i, other in enumerate(holders):
+            if other is sock:
+                del holders[i]
+                break
+        if not holders:
+            del self.ports[port]
+
+    def bind_conflict(self, sock: TcpSocket, ip: str, port: int, listening: bool = False) -> bool:
+        """inet_bind_conflict: an existing holder is forgiven only if both sides set SO_REUSEADDR
+        and the holder is not listening (a live LISTEN socket always conflicts)."""
+        for other in self.ports.get(port, ()):
+            if other is sock:
+                continue
+            other_ip = other.local[0] if other.local else "0.0.0.0"
+            if other_ip != ip and other_ip != "0.0.0.0" and ip != "0.0.0.0":
+                continue
+            if listening:
+                # listen() re-validates the port: another listener on it, or a holder that has not
+                # agreed to share, makes the listen fail with EADDRINUSE.
+                if other.is_listening or not (sock.reuseaddr and other.reuseaddr):
+                    return True
+                continue
+            if not (sock.reuseaddr and other.reuseaddr and not other.is_listening):
+                return True
+        return False
+
+    def ephemeral_port(self) -> int:
+        """An unused port from ip_local_port_range, starting at a seeded random offset."""
+        low, high = self.net.sysctl.ip_local_port_range
+        span = high - low + 1
+        start = self.net.rng.randrange(span)
+        for i in range(span):
+            port = low + (start + i) % span
+            if port not in self.ports:
+                return port
+        raise OSError(99, "Cannot assign requested address (ephemeral ports exhausted)")
+
+    # -- segment demultiplexing ---------------------------------------------------------------
+
+    def receive(self, seg: Segment) -> None:
+        """A segment arrives at this host (tcp_v4_rcv): find its socket, or answer with a RST."""
+        if self.crashed:
+            return
+        sock = self.connections.get((seg.dst, seg.src))
+        if sock is not None:
+            sock.segment_arrived(seg)
+            return
+        port = seg.dst[1]
+        listener = self.listeners.get(seg.dst) or self.listeners.get(("0.0.0.0", port))
+        if listener is not None:
+            listener.listener_segment(seg)
+            return
+        self.send_reset_for(seg)
+
+    def send_reset_for(self, seg: Segment) -> None:
+        """tcp_v4_send_reset: answer a segment that matches no socket. Never answer a RST."""
+        if seg.flags & RST:
+            return
+        if seg.flags & ACK:
+            reply = Segment(seg.dst, seg.src, RST, seg.ack, 0, 0)
+        else:
+            ack = seg.seq + len(seg.data) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
+            reply = Segment(seg.dst, seg.src, RST | ACK, 0, ack, 0)
+        self.net.counters["resets_sent"] += 1
+        self.net.transmit(self, reply)
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def all_sockets(self) -> Iterator[TcpSocket]:
+        seen: list[TcpSocket] = []
+        for holders in (self.ports[p] for p in sorted(self.ports)):
+            for sock in holders:
+                if not any(sock is s for s in seen):
+                    seen.append(sock)
+                    yield sock
+
+    def socket_table(self) -> list[tuple[str, int, int, str, str]]:
+        rows = []
+        for sock in self.all_sockets():
+            rows.extend(sock.ss_rows())
+        # Listeners first, then by local and peer address: stable whatever the creation order.
+        rows.sort(key=lambda r: (r[0] != "LISTEN", r[3], r[4]))
+        return rows

@@ -1,0 +1,322 @@
+"""The simulated network: a virtual clock, hosts, links, and segment delivery.
+
+Time is simpy's clock in integer nanoseconds, so that no float rounding can make two runs differ.
+Every random choice (initial sequence numbers, ephemeral ports, later faults) comes from the one
+`random.Random(seed)` owned by the Network.
+
+Delivery follows what LINUX.md calls its "important general finding": on loopback, a packet takes
+effect synchronously, inside the syscall that sent it. The model does the same: segments on a
+zero-latency path go into a "softirq" queue that is drained when the syscall that queued them
+returns (after its return value is fixed, just as Linux processes loopback packets when the
+syscall re-enables bottom halves). That is why a non-blocking connect() on loopback returns
+EINPROGRESS and yet poll(0) straight after it already reports EPOLLOUT. Segments on a link with
+latency travel through simpy's event queue.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import ipaddress
+import random
+from typing import Any, Callable, Generator, Iterable
+
+import attrs
+import simpy
+
+from simnet.kernel.segment import Address, LoggedSegment, Segment, format_flags
+
+NS_PER_S = 1_000_000_000
+
+
+def seconds_to_ns(seconds: float) -> int:
+    return int(round(seconds * NS_PER_S))
+
+
+class SimulationDeadlock(RuntimeError):
+    """A blocking call made outside any simulated process can never complete: nothing is pending.
+
+    On a real machine the call would hang forever; in the simulation we say so instead.
+    """
+
+
+@attrs.frozen(kw_only=True)
+class Sysctl:
+    """The kernel settings the model obeys; defaults are those measured in LINUX.md."""
+
+    somaxconn: int = 4096
+    tcp_rmem: tuple[int, int, int] = (4096, 131072, 33554432)
+    tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
+    rmem_max: int = 4194304
+    wmem_max: int = 4194304
+    tcp_syn_retries: int = 6
+    tcp_synack_retries: int = 5
+    tcp_fin_timeout: int = 60
+    tcp_abort_on_overflow: bool = False
+    # SOCK_MIN_RCVBUF = 2048 + SKB_DATA_ALIGN(sizeof(struct sk_buff)) on this kernel; SNDBUF twice that.
+    sock_min_rcvbuf: int = 2304
+    sock_min_sndbuf: int = 4608
+    ip_local_port_range: tuple[int, int] = (32768, 60999)
+
+
+@attrs.frozen(kw_only=True)
+class LinkConfig:
+    """One direction of the path between two hosts."""
+
+    latency_ns: int = 0
+    mtu: int = 1500
+
+
+# Loopback's MTU is 65536; MSS = MTU - 40 (IP+TCP) - 12 (timestamps), as Linux advertises on lo.
+LOOPBACK = LinkConfig(latency_ns=0, mtu=65536)
+
+
+def mss_for_mtu(mtu: int) -> int:
+    return mtu - 40 - 12
+
+
+class Network:
+    """A simulated network of hosts sharing one virtual clock and one seeded RNG."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        latency: float = 0.0,
+        mtu: int = 1500,
+        sysctl: Sysctl | None = None,
+        log_segments: bool = False,
+    ) -> None:
+        self.seed = seed
+        self.env = simpy.Environment()
+        self.rng = random.Random(seed)
+        self.sysctl = sysctl or Sysctl()
+        self.default_link = LinkConfig(latency_ns=seconds_to_ns(latency), mtu=mtu)
+        self.hosts: dict[str, Host] = {}
+        self._links: dict[tuple[str, str], LinkConfig] = {}
+        self._softirq: collections.deque[tuple[Host, Segment]] = collections.deque()
+        self._draining = False
+        self.log_segments = log_segments
+        self.segment_log: list[LoggedSegment] = []
+        self._next_conn_id = 1
+        # Counters a run summary reports; they cost a dict increment and are always on.
+        self.counters: collections.Counter[str] = collections.Counter()
+
+    # -- topology -----------------------------------------------------------------------------
+
+    def host(self, ip: str) -> Host:
+        """The host with this IPv4 address, created on first use. 127.0.0.1 exists inside each."""
+        host = self.hosts.get(ip)
+        if host is None:
+            addr = ipaddress.IPv4Address(ip)
+            if addr.is_loopback or addr.is_unspecified:
+                raise ValueError(f"{ip} is not a host address (127.0.0.1 exists inside every host)")
+            from simnet.kernel.host import Host
+
+            host = Host(self, ip)
+            self.hosts[ip] = host
+        return host
+
+    def link(self, a: str, b: str, *, latency: float | None = None, mtu: int | None = None) -> None:
+        """Set the path between hosts a and b (both directions): one-way latency in seconds, MTU."""
+        for src, dst in ((a, b), (b, a)):
+            old = self._links.get((src, dst), self.default_link)
+            self._links[(src, dst)] = LinkConfig(
+                latency_ns=old.latency_ns if latency is None else seconds_to_ns(latency),
+                mtu=old.mtu if mtu is None else mtu,
+            )
+
+    def path(self, src_ip: str, dst_ip: str) -> LinkConfig:
+        if src_ip == dst_ip or dst_ip.startswith("127."):
+            return LOOPBACK
+        return self._links.get((src_ip, dst_ip), self.default_link)
+
+    def new_conn_id(self) -> int:
+        conn_id = self._next_conn_id
+        self._next_conn_id += 1
+        return conn_id
+
+    # -- time ---------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        """Virtual time in seconds."""
+        return self.env.now / NS_PER_S
+
+    @property
+    def now_ns(self) -> int:
+        return self.env.now
+
+    def run(self, until: float | None = None) -> None:
+        """Run until nothing is pending, or until virtual time `until` (seconds).
+
+        Cancelled timers stay in simpy's heap (it cannot remove an entry), so they are popped
+        here without being run: otherwise "until nothing is pending" would advance the clock to
+        the last retransmission timer ever cancelled.
+        """
+        env = self.env
+        queue = env._queue  # simpy's heap of (time, priority, id, event)
+        limit = None if until is None else seconds_to_ns(until)
+        step = env.step
+        while True:
+            while queue and _is_dead(queue[0][3]):
+                heapq.heappop(queue)
+            if not queue or (limit is not None and queue[0][0] > limit):
+                break
+            step()
+        if limit is not None and env._now < limit:
+            env._now = limit
+
+    @property
+    def pending(self) -> int:
+        """How many live events are scheduled (cancelled timers do not count)."""
+        return sum(1 for entry in self.env._queue if not _is_dead(entry[3]))
+
+    def call_later(self, delay_ns: int, callback: Callable[[], None]) -> Timer:
+        """Run `callback` after `delay_ns` of virtual time (then drain loopback deliveries)."""
+        return Timer(self, delay_ns, callback)
+
+    def wait_event(self, deadline_ns: int | None) -> simpy.Event:
+        """An event to sleep on that also fires at `deadline_ns` (if given) and then cancels its
+        timer, so a wake-up that came first leaves no dead time behind in the clock."""
+        env = self.env
+        event = env.event()
+        if deadline_ns is not None:
+            timer = Timer(self, max(deadline_ns - env.now, 0), lambda: event.triggered or event.succeed())
+            event.callbacks.append(lambda _event: timer.cancel())  # type: ignore[union-attr]
+        return event
+
+    def process(self, generator: Generator[Any, Any, Any]) -> simpy.Process:
+        return self.env.process(generator)
+
+    def drive(self, event: simpy.Event, what: str) -> Any:
+        """Advance the clock until `event` fires: how a blocking call made from plain code waits."""
+        if self.env.active_process is not None:
+            raise RuntimeError(
+                f"{what} would block inside a simulated process; use the coroutine form, "
+                f"e.g. `yield from sock.co.recv(n)` or `yield from ep.co.poll(timeout)`"
+            )
+        try:
+            return self.env.run(until=event)
+        except RuntimeError as exc:
+            if "No scheduled events left" in str(exc):
+                raise SimulationDeadlock(
+                    f"{what} blocks forever: nothing else is pending at t={self.now:.6f}s"
+                ) from None
+            raise
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def transmit(self, src_host: Host, seg: Segment) -> None:
+        """Put a segment on the wire from src_host towards seg.dst."""
+        dst_ip = seg.dst[0]
+        dst_host = src_host if (dst_ip == src_host.ip or dst_ip.startswith("127.")) else self.hosts.get(dst_ip)
+        self.counters["segments"] += 1
+        if self.log_segments:
+            self.log(seg, "sent")
+        if dst_host is None:
+            # No such host: the segment vanishes, as it would into an unrouted network.
+            return
+        latency = self.path(src_host.ip, dst_ip).latency_ns
+        if latency == 0:
+            self._softirq.append((dst_host, seg))
+        else:
+            self.call_later(latency, lambda: dst_host.receive(seg))
+
+    def drain(self) -> None:
+        """Process queued zero-latency segments, including those their processing queues."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            queue = self._softirq
+            while queue:
+                host, seg = queue.popleft()
+                host.receive(seg)
+        finally:
+            self._draining = False
+
+    def log(self, seg: Segment, event: str) -> None:
+        self.segment_log.append(
+            LoggedSegment(
+                self.env.now,
+                f"{seg.src[0]}:{seg.src[1]}",
+                f"{seg.dst[0]}:{seg.dst[1]}",
+                format_flags(seg.flags),
+                seg.seq,
+                seg.ack,
+                seg.window,
+                len(seg.data),
+                event,
+            )
+        )
+
+    def format_segment_log(self) -> str:
+        return "\n".join(str(line) for line in self.segment_log)
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def ss(self) -> str:
+        """The socket table of every host, like `ss -tan`."""
+        rows = [("Host", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port")]
+        for ip in sorted(self.hosts):
+            for row in self.hosts[ip].socket_table():
+                rows.append((ip, *row))
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join(
+            "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+        )
+
+    def sockets(self) -> Iterable[tuple[str, tuple[str, int, int, str, str]]]:
+        for ip in sorted(self.hosts):
+            for row in self.hosts[ip].socket_table():
+                yield ip, row
+
+
+class _TimerEvent(simpy.Event):
+    """A scheduled simpy event that knows its Timer, so Network.run can skip it once cancelled."""
+
+    timer: Timer
+
+
+def _is_dead(event: simpy.Event) -> bool:
+    return type(event) is _TimerEvent and not event.timer.active
+
+
+class Timer:
+    """A cancellable one-shot callback in virtual time.
+
+    simpy events cannot be withdrawn from the heap, so cancelling marks the timer dead and the
+    callback becomes a no-op when its time comes. Cheaper than a simpy process per timer.
+    """
+
+    __slots__ = ("net", "callback", "when", "active")
+
+    def __init__(self, net: Network, delay_ns: int, callback: Callable[[], None]) -> None:
+        self.net = net
+        self.callback = callback
+        self.when = net.env.now + delay_ns
+        self.active = True
+        event = _TimerEvent(net.env)
+        event.timer = self
+        event._ok = True
+        event._value = None
+        event.callbacks.append(self._fire)  # type: ignore[union-attr]
+        net.env.schedule(event, delay=delay_ns)
+
+    def _fire(self, _event: simpy.Event) -> None:
+        if not self.active:
+            return
+        self.active = False
+        try:
+            self.callback()
+        finally:
+            self.net.drain()
+
+    def cancel(self) -> None:
+        self.active = False
+
+
+from simnet.kernel.host import Host  # noqa: E402  (Host needs Network's helpers; import cycle)
+
+__all__ = ["Network", "Host", "Sysctl", "LinkConfig", "SimulationDeadlock", "Timer", "Address"]
