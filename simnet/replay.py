@@ -164,12 +164,11 @@ def replay_exact(
     # so that a trace cut short ends the replay without asking the machine anything more.
     try:
         previous: Record | None = None
-        ask: Callable[[], Any] = machine.start
-        step = machine.step
+        start, step = machine.start, machine.step
         remember = recent.append
         for rec in records:
             try:
-                actual = ask() if previous is None else step(previous.result)  # type: ignore[arg-type]
+                actual = start() if previous is None else step(previous.result)  # type: ignore[arg-type]
             except Exception as exc:  # the machine's failure is the finding, reported like a divergence
                 return diverged(rec, None, exc)
             # `==` rather than `!=`: attrs' __ne__ is __eq__ plus a call, on the hottest line.

@@ -383,6 +383,7 @@ class _CallCodec:
 
 _CODECS: dict[str, _CallCodec] = {name: _CallCodec.for_class(cls) for name, cls in SYSCALL_TYPES.items()}
 _CODEC_BY_CLASS: dict[type, tuple[str, _CallCodec]] = {c.cls: (name, c) for name, c in _CODECS.items()}
+_FAST_DECODERS: dict[str, Callable[[Any], Any]] = {name: c.fast_decode for name, c in _CODECS.items()}
 
 
 def encode_request(request: Any) -> tuple[str, dict[str, Any]]:
@@ -632,8 +633,8 @@ def fast_record_line(line: bytes | str, seq: int) -> Record | None:
         return None
     if env.seq != seq:
         return None
-    codec = _CODECS.get(env.call)
-    request = codec.fast_decode(env.args) if codec is not None else None
+    decode = _FAST_DECODERS.get(env.call)
+    request = decode(env.args) if decode is not None else None
     if request is None:
         return None
     value = env.ret

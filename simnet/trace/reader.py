@@ -84,14 +84,11 @@ def read_trace(source: str | os.PathLike[str] | IO[bytes] | IO[str]) -> tuple[Tr
 
 def _records(file: Any, owned: bool, path: str, newline: bytes | str) -> Iterator[Record]:
     seq = 0
-    exited = False
     fast = fast_record_line  # the hot loop: locals, and the careful path only for unusual lines
     try:
         # Iterating the file object reads one buffered line at a time: constant memory.
         for raw in file:
             seq += 1
-            if exited:
-                raise TraceError(path, seq + 1, "a record after Exit: the machine had already finished")
             if raw[-1:] == newline:
                 record = fast(raw, seq)
                 if record is not None:
@@ -101,8 +98,11 @@ def _records(file: Any, owned: bool, path: str, newline: bytes | str) -> Iterato
                 record = record_from_json(_parse(raw, path, seq + 1), seq)
             except _Bad as exc:
                 raise TraceError(path, seq + 1, str(exc)) from None
-            exited = record.result is None
             yield record
+            if record.result is None:  # Exit: the machine finished, so must the trace
+                for _ in file:
+                    raise TraceError(path, seq + 2, "a record after Exit: the machine had already finished")
+                return
     finally:
         if owned:
             file.close()
