@@ -109,7 +109,10 @@ class Epoll:
         from simnet.kernel.tcp import TcpSocket
 
         if not isinstance(fd, int):
-            fd = fd.fileno()  # Python accepts any object with fileno()
+            fileno = getattr(fd, "fileno", None)  # Python accepts any object with fileno()
+            if fileno is None:
+                raise TypeError("argument must be an int, or have a fileno() method.")
+            fd = fileno()
         if fd < 0:
             raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
         obj = self.host.fds.get(fd)

@@ -337,6 +337,8 @@ class TcpSocket:
         self._check_fd()
         if not isinstance(backlog, int):
             raise TypeError(f"'{type(backlog).__name__}' object cannot be interpreted as an integer")
+        if not -(2**31) <= backlog < 2**31:
+            raise OverflowError("Python int too large to convert to C int")
         try:
             # Python turns a negative backlog into 0; __sys_listen caps it at somaxconn.
             backlog = min(max(backlog, 0), self.net.sysctl.somaxconn)
@@ -435,7 +437,9 @@ class TcpSocket:
             self.rtt_start = self.net.env.now
         window = min(self._rcv_capacity(), MAX_SYN_WINDOW)
         self._transmit(Segment(self.local, self.remote, SYN, self.iss, 0, window))  # type: ignore[arg-type]
-        self._arm_rto(self.rto_ns << self.retries)
+        linear = self.net.sysctl.tcp_syn_linear_timeouts
+        backoff = self.retries - linear if self.retries > linear else 0
+        self._arm_rto(self.rto_ns << backoff)
 
     def connect(self, address: tuple[str, int]) -> None:
         self._check_fd()
@@ -444,7 +448,8 @@ class TcpSocket:
             raise os_error(code)
 
     def connect_ex(self, address: tuple[str, int]) -> int:
-        self._check_fd()
+        if self.closed_fd:
+            return errno.EBADF  # CPython's connect_ex returns the errno of the failed syscall
         return self._connect(address, "connect_ex")
 
     def _connect(self, address: Any, what: str) -> int:
@@ -750,12 +755,14 @@ class TcpSocket:
 
     def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
         self._check_fd()
-        if isinstance(value, (bytes, bytearray)):
+        if isinstance(value, (bytes, bytearray, memoryview)):
             raw = bytes(value)
             intval = struct.unpack("i", raw[:4])[0] if len(raw) >= 4 else 0
-        else:
+        elif isinstance(value, int):
             raw = b""
-            intval = int(value)
+            intval = value
+        else:
+            raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'")
         sysctl = self.net.sysctl
         if level == _socket.SOL_SOCKET:
             if optname == _socket.SO_RCVBUF:
@@ -1007,8 +1014,9 @@ class TcpSocket:
         self.rto_timer = None
         state = self.state
         if state == SYN_SENT:
-            # SYN retransmits at 1, 3, 7, 15, 31, 63 s; ETIMEDOUT after tcp_syn_retries (~127 s).
-            if self.retries >= self.net.sysctl.tcp_syn_retries:
+            # SYN retransmits on the schedule of Sysctl.tcp_syn_linear_timeouts, then ETIMEDOUT.
+            sysctl = self.net.sysctl
+            if self.retries >= sysctl.tcp_syn_retries + sysctl.tcp_syn_linear_timeouts:
                 self._fail(errno.ETIMEDOUT)
                 return
             self.retries += 1
