@@ -593,12 +593,6 @@ def encode_record(seq: int, request: Any, result: Result | None) -> dict[str, An
     return obj
 
 
-def record_from_json(obj: Any, seq: int) -> Record:
-    """Decode and check the record that must carry sequence number `seq` (a parsed JSON
-    value); raise `_Bad` saying what is wrong. `fast_record_line` is its quick twin."""
-    return _careful_record(obj, seq)
-
-
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
     """A well-formed non-Exit record line, as msgspec parses and type-checks it in C."""
 
@@ -655,7 +649,9 @@ def fast_record_line(line: bytes | str, seq: int) -> Record | None:
     return _new_record(seq, request, _new_result(value, error, env.t, env.shutdown))
 
 
-def _careful_record(obj: Any, seq: int) -> Record:
+def record_from_json(obj: Any, seq: int) -> Record:
+    """Decode and check the record that must carry sequence number `seq` (a parsed JSON
+    value); raise `_Bad` saying what is wrong. `fast_record_line` is its quick twin."""
     if type(obj) is not dict:
         raise _Bad(f"a record must be a JSON object, not {_show(obj)}")
     got = obj.get("seq")
@@ -709,7 +705,7 @@ def header_line(header: TraceHeader) -> bytes:
 
 
 # Records: compact (the file is for machines first; `simnet show` is for people) and written by
-# msgspec, about 8x faster than the json module on a record (bench/replay_speed.py). Records
+# msgspec, about 10x faster than the json module on a record (bench/replay_speed.py). Records
 # hold no floats, so the NaN caveat above does not arise.
 _encode_json = msgspec.json.Encoder().encode
 
