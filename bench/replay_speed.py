@@ -18,13 +18,13 @@ run is the one least disturbed by others.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "trace"))
@@ -71,7 +71,9 @@ def json_libraries(path: Path, sample: int, repeat: int) -> None:
         decoders["orjson"] = orjson.loads
     except ImportError:
         print("(orjson is not installed: `pip install orjson` to compare it too)")
-    print(f"\nJSON per trace record ({len(objs)} records, mean line {sum(map(len, lines)) / len(lines):.0f} bytes):")
+    print(
+        f"\nJSON per trace record ({len(objs)} records, mean line {sum(map(len, lines)) / len(lines):.0f} bytes):"
+    )
     for title, table, items in (("encode", encoders, objs), ("parse", decoders, lines)):
         base = None
         for name, fn in table.items():
@@ -108,7 +110,9 @@ def throughput(path: Path, factory: Any, repeat: int, label: str) -> float:
     seconds = best_of(repeat, replay)
     rate = matched / seconds
     verdict = "meets" if rate >= GOAL else "MISSES"
-    print(f"  replay_exact {rate:12,.0f} syscalls/s  ({matched:,} syscalls in {seconds:.2f} s; {verdict} the goal of {GOAL:,}/s)")
+    print(
+        f"  replay_exact {rate:12,.0f} syscalls/s  ({matched:,} syscalls in {seconds:.2f} s; {verdict} the goal of {GOAL:,}/s)"
+    )
     return rate
 
 
@@ -122,7 +126,9 @@ def real_machine_trace(directory: Path, syscalls: int) -> Path | None:
     header = TraceHeader.create(backend="simnet", app="echo", server_config=config, seed=1)
     path = directory / "real.jsonl"
     with TraceWriter(path, header) as writer:
-        Recorder(ServerMachine(config, make_app("echo")), writer, flush_before_wait=False).run(FakeKernel(1, syscalls))
+        Recorder(ServerMachine(config, make_app("echo")), writer, flush_before_wait=False).run(
+            FakeKernel(1, syscalls)
+        )
     return path
 
 
@@ -140,10 +146,14 @@ def main() -> int:
         start = time.perf_counter()
         recorded = record_fake_run(path, seed=7, syscalls=syscalls)
         seconds = time.perf_counter() - start
-        print(f"recorded {recorded:,} syscalls ({path.stat().st_size / 1e6:.1f} MB) in {seconds:.2f} s "
-              f"= {recorded / seconds:,.0f}/s (fake kernel and echo machine included)")
+        print(
+            f"recorded {recorded:,} syscalls ({path.stat().st_size / 1e6:.1f} MB) in {seconds:.2f} s "
+            f"= {recorded / seconds:,.0f}/s (fake kernel and echo machine included)"
+        )
         json_libraries(path, min(recorded, 50_000), repeat)
-        rate = throughput(path, make_echo_machine, repeat, "stand-in echo machine (tests/trace/trace_fakes.py):")
+        rate = throughput(
+            path, make_echo_machine, repeat, "stand-in echo machine (tests/trace/trace_fakes.py):"
+        )
         real = real_machine_trace(directory, syscalls)
         if real is not None:
             throughput(real, None, repeat, "simnet.server.machine.ServerMachine, echo app, default factory:")

@@ -14,21 +14,15 @@ from __future__ import annotations
 import collections
 import os
 import traceback
-from typing import IO, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import IO, Any
 
 import attrs
 
-from simnet.server.syscalls import Exit, Result
+from simnet.server.syscalls import Result
 from simnet.trace.codec import Record, TraceError, TraceHeader
 from simnet.trace.reader import read_trace, source_name
-
-
-class Machine(Protocol):
-    """What replay drives: simnet.server.machine.ServerMachine, or a test's stand-in."""
-
-    def start(self) -> Any: ...
-
-    def step(self, result: Result) -> Any: ...
+from simnet.trace.writer import Machine
 
 
 MachineFactory = Callable[[TraceHeader], Machine]
@@ -43,7 +37,8 @@ def machine_from_header(header: TraceHeader, path: str = "<trace>") -> Machine:
     # Imported here so that reading and showing traces works without the server package's
     # heavier parts, and so a test can replay against a factory of its own.
     from simnet.server.apps import make_app
-    from simnet.server.machine import ServerConfig, ServerMachine
+    from simnet.server.config import ServerConfig
+    from simnet.server.machine import ServerMachine
 
     try:
         app = make_app(header.app, **header.app_config)
@@ -52,7 +47,9 @@ def machine_from_header(header: TraceHeader, path: str = "<trace>") -> Machine:
     try:
         config = ServerConfig(**header.server_config)
     except (TypeError, ValueError) as exc:
-        raise TraceError(path, 1, f"header: server_config does not fit this simnet's ServerConfig: {exc}") from None
+        raise TraceError(
+            path, 1, f"header: server_config does not fit this simnet's ServerConfig: {exc}"
+        ) from None
     return ServerMachine(config, app)
 
 
@@ -107,7 +104,11 @@ class ReplayReport:
             fields = _differing_fields(d.expected, d.actual)
             if fields:
                 lines.append(f"  differs in: {', '.join(fields)}")
-        lines.append(f"  after {self.matched} matching syscalls; the records before it:" if d.before else "  (it is the first record)")
+        lines.append(
+            f"  after {self.matched} matching syscalls; the records before it:"
+            if d.before
+            else "  (it is the first record)"
+        )
         origin = self.header.clock_origin
         for rec in d.before:
             lines.append("    " + _format_record(rec, origin))
@@ -117,7 +118,9 @@ class ReplayReport:
 def _differing_fields(expected: Any, actual: Any) -> list[str]:
     if type(expected) is not type(actual) or not attrs.has(type(expected)):
         return []
-    return [f.name for f in attrs.fields(type(expected)) if getattr(expected, f.name) != getattr(actual, f.name)]
+    return [
+        f.name for f in attrs.fields(type(expected)) if getattr(expected, f.name) != getattr(actual, f.name)
+    ]
 
 
 def _format_record(rec: Record, origin: int) -> str:
@@ -147,7 +150,9 @@ def replay_exact(
             machine = machine_factory(header)
         except (TypeError, ValueError, KeyError) as exc:
             # The factory could not take this header's configs: a trace from elsewhere.
-            raise TraceError(path, 1, f"cannot build the machine from this header: {type(exc).__name__}: {exc}") from None
+            raise TraceError(
+                path, 1, f"cannot build the machine from this header: {type(exc).__name__}: {exc}"
+            ) from None
     recent: collections.deque[Record] = collections.deque(maxlen=context)
     matched = 0
     exited = False
@@ -157,7 +162,14 @@ def replay_exact(
         if exc is not None:
             raised = f"{type(exc).__name__}: {exc}"
             tb = "".join(traceback.format_exception(exc))
-        div = Divergence(seq=rec.seq, expected=rec.request, actual=actual, before=tuple(recent), raised=raised, traceback=tb)
+        div = Divergence(
+            seq=rec.seq,
+            expected=rec.request,
+            actual=actual,
+            before=tuple(recent),
+            raised=raised,
+            traceback=tb,
+        )
         return ReplayReport(path=path, header=header, matched=matched, exited=False, divergence=div)
 
     # The machine is stepped lazily -- only when a record is there to check its answer against --

@@ -10,4 +10,13 @@ from simnet.trace.codec import FORMAT, VERSION, Record, TraceError, TraceHeader
 from simnet.trace.reader import read_trace
 from simnet.trace.writer import Recorder, TraceWriter
 
-__all__ = ["FORMAT", "VERSION", "Record", "Recorder", "TraceError", "TraceHeader", "TraceWriter", "read_trace"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Record",
+    "Recorder",
+    "TraceError",
+    "TraceHeader",
+    "TraceWriter",
+    "read_trace",
+]

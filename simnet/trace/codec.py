@@ -23,7 +23,8 @@ import json
 import re
 import types
 import typing
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, Union
 
 import attrs
 import msgspec
@@ -75,7 +76,9 @@ def decode_bytes(obj: Any) -> bytes:
             text = obj["ascii"]
             if type(text) is str and text.isascii():
                 return text.encode("ascii")
-            raise _Bad(f"bad payload encoding: 'ascii' must be a string of characters below U+0080, got {_show(text)}")
+            raise _Bad(
+                f"bad payload encoding: 'ascii' must be a string of characters below U+0080, got {_show(text)}"
+            )
         if "b64" in obj:
             text = obj["b64"]
             if type(text) is str:
@@ -101,7 +104,9 @@ def encode_value(value: Any) -> Any:
         return encode_bytes(value)
     if kind is tuple:
         return [encode_value(item) for item in value]
-    raise TypeError(f"cannot record a {kind.__name__} ({value!r}): trace values are None, int, str, bytes or tuples")
+    raise TypeError(
+        f"cannot record a {kind.__name__} ({value!r}): trace values are None, int, str, bytes or tuples"
+    )
 
 
 def decode_value(obj: Any) -> Any:
@@ -304,11 +309,24 @@ def _fast_codec(syscall: type, hints: dict[str, Any]) -> tuple[Callable[[Any], A
     They therefore accept a subset of what the careful path accepts, and never say why.
     """
     names = [f.name for f in attrs.fields(syscall)]
-    env: dict[str, Any] = {"build": _builder(syscall), "encode_bytes": encode_bytes, "decode_bytes": decode_bytes, "_Bad": _Bad}
+    env: dict[str, Any] = {
+        "build": _builder(syscall),
+        "encode_bytes": encode_bytes,
+        "decode_bytes": decode_bytes,
+        "_Bad": _Bad,
+    }
     enc = ["def fast_encode(r):"]
-    dec = ["def fast_decode(a):", f"    if type(a) is not dict or len(a) != {len(names)}:", "        return None"]
+    dec = [
+        "def fast_decode(a):",
+        f"    if type(a) is not dict or len(a) != {len(names)}:",
+        "        return None",
+    ]
     if names:
-        dec += ["    try:"] + [f"        v{i} = a[{n!r}]" for i, n in enumerate(names)] + ["    except KeyError:", "        return None"]
+        dec += (
+            ["    try:"]
+            + [f"        v{i} = a[{n!r}]" for i, n in enumerate(names)]
+            + ["    except KeyError:", "        return None"]
+        )
     for i, name in enumerate(names):
         hint = hints.get(name, Any)
         enc.append(f"    v{i} = r.{name}")
@@ -350,9 +368,9 @@ class _CallCodec:
         return cls(syscall, frozenset(n for n, _, _ in fields), tuple(fields), *_fast_codec(syscall, hints))
 
     def encode(self, request: Any) -> dict[str, Any]:
-        out = self.fast_encode(request)
-        if out is not None:
-            return out
+        fast: dict[str, Any] | None = self.fast_encode(request)
+        if fast is not None:
+            return fast
         out = {}
         for name, enc, _ in self.fields:
             try:
@@ -432,7 +450,8 @@ def _json_object(value: Any, what: str) -> dict[str, Any]:
         raise TypeError(f"{what} must be a dict or an attrs instance, not {type(value).__name__}")
     try:
         # A round trip through JSON now, so the header in memory is exactly what a reader sees.
-        return json.loads(json.dumps(value, allow_nan=False))
+        plain: dict[str, Any] = json.loads(json.dumps(value, allow_nan=False))
+        return plain
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} is not plain JSON: {exc}") from None
 
@@ -499,7 +518,16 @@ class TraceHeader:
         return obj
 
 
-_HEADER_REQUIRED = ("format", "version", "backend", "app", "app_config", "server_config", "seed", "clock_origin")
+_HEADER_REQUIRED = (
+    "format",
+    "version",
+    "backend",
+    "app",
+    "app_config",
+    "server_config",
+    "seed",
+    "clock_origin",
+)
 _HEADER_KEYS = frozenset(_HEADER_REQUIRED) | {"meta"}
 
 
@@ -509,7 +537,9 @@ def header_from_json(obj: Any) -> TraceHeader:
     # Identify the file before anything else: a user who hands us some other JSON Lines file
     # should hear "not a simnet trace", not "missing field 'app'".
     if obj.get("format") != FORMAT:
-        raise _Bad(f"not a simnet trace: the header's 'format' is {_show(obj.get('format'))}, expected {FORMAT!r}")
+        raise _Bad(
+            f"not a simnet trace: the header's 'format' is {_show(obj.get('format'))}, expected {FORMAT!r}"
+        )
     version = obj.get("version")
     if type(version) is not int or version != VERSION:
         raise _Bad(f"unsupported trace version {_show(version)}: this simnet reads version {VERSION}")
@@ -632,7 +662,7 @@ def fast_record_line(line: bytes | str, seq: int) -> Record | None:
     if request is None:
         return None
     value = env.ret
-    error = env.err
+    error: str | msgspec.UnsetType | None = env.err
     if error is _UNSET:
         if value is _UNSET:
             return None
@@ -646,7 +676,8 @@ def fast_record_line(line: bytes | str, seq: int) -> Record | None:
             value = decode_value(value)
         except _Bad:
             return None
-    return _new_record(seq, request, _new_result(value, error, env.t, env.shutdown))
+    record: Record = _new_record(seq, request, _new_result(value, error, env.t, env.shutdown))
+    return record
 
 
 def record_from_json(obj: Any, seq: int) -> Record:
@@ -692,7 +723,9 @@ def record_from_json(obj: Any, seq: int) -> Record:
     value = obj.get("ret")
     if value is not None and type(value) is not int:
         value = decode_value(value)
-    return Record(seq=seq, request=request, result=Result(value=value, error=error, now=now, shutdown=shutdown))
+    return Record(
+        seq=seq, request=request, result=Result(value=value, error=error, now=now, shutdown=shutdown)
+    )
 
 
 # The header is written once, by the standard library: it refuses NaN (not JSON) where msgspec

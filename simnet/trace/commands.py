@@ -18,7 +18,8 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from simnet.trace.codec import TraceError
 
@@ -43,8 +44,12 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="MODULE:FACTORY",
         help="build the machine with FACTORY(header) from MODULE instead of from the header's app and configs",
     )
-    parser.add_argument("--context", type=int, default=5, metavar="N", help="records to show before a divergence (default 5)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print the traceback when the machine raised")
+    parser.add_argument(
+        "--context", type=int, default=5, metavar="N", help="records to show before a divergence (default 5)"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print the traceback when the machine raised"
+    )
     parser.set_defaults(func=cmd_replay)
     return parser
 
@@ -59,9 +64,13 @@ def add_show_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("trace", help="the trace file (JSON Lines, see docs/trace-format.md)")
-    parser.add_argument("--conn", type=int, metavar="N", help="show only connection #N (numbered in order of accept)")
+    parser.add_argument(
+        "--conn", type=int, metavar="N", help="show only connection #N (numbered in order of accept)"
+    )
     parser.add_argument("--summary", action="store_true", help="print only the summary")
-    parser.add_argument("--preview", type=int, default=40, metavar="CHARS", help="payload characters to show (default 40)")
+    parser.add_argument(
+        "--preview", type=int, default=40, metavar="CHARS", help="payload characters to show (default 40)"
+    )
     parser.set_defaults(func=cmd_show)
     return parser
 
@@ -100,7 +109,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _bad_input(f"{args.trace}: cannot read: {exc.strerror or exc}")
     except ImportError as exc:
         # Only the default factory imports anything: the server machine is not installed.
-        return _bad_input(f"simnet replay: cannot build the server machine ({exc}); pass --machine MODULE:FACTORY")
+        return _bad_input(
+            f"simnet replay: cannot build the server machine ({exc}); pass --machine MODULE:FACTORY"
+        )
     print(report.format())
     if report.divergence is not None:
         if args.verbose and report.divergence.traceback:
@@ -113,7 +124,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from simnet.trace.show import render_trace
 
     try:
-        text = render_trace(args.trace, conn=args.conn, summary_only=args.summary, preview=max(1, args.preview))
+        text = render_trace(
+            args.trace, conn=args.conn, summary_only=args.summary, preview=max(1, args.preview)
+        )
     except TraceError as exc:
         return _bad_input(str(exc))
     except OSError as exc:
@@ -130,7 +143,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m simnet.trace replay|show ...`, until simnet/cli.py offers the same commands."""
-    parser = argparse.ArgumentParser(prog="python -m simnet.trace", description="Replay or show a simnet trace.")
+    parser = argparse.ArgumentParser(
+        prog="python -m simnet.trace", description="Replay or show a simnet trace."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_replay_parser(subparsers)
     add_show_parser(subparsers)

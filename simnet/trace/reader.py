@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import os
 import re
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 import msgspec
 
-from simnet.trace.codec import Record, TraceError, TraceHeader, _Bad, fast_record_line, header_from_json, record_from_json
+from simnet.trace.codec import (
+    Record,
+    TraceError,
+    TraceHeader,
+    _Bad,
+    fast_record_line,
+    header_from_json,
+    record_from_json,
+)
 
 # msgspec rather than the standard json module: parsing is most of the cost of reading a trace,
 # and msgspec parses a record line about 4x faster (bench/replay_speed.py prints the figures).
@@ -34,8 +43,10 @@ def _parse(raw: bytes | str, path: str, lineno: int) -> Any:
     """The JSON value on one line, or a TraceError saying why there is none."""
     # The writer ends every record with a newline in the same write, so a line without one is
     # the tail of a recording that was killed mid-write -- whatever its JSON looks like.
-    if not raw.endswith(b"\n" if isinstance(raw, bytes) else "\n"):
-        raise TraceError(path, lineno, "truncated last line (no newline at the end): the recording was cut off mid-write")
+    if not (raw.endswith(b"\n") if isinstance(raw, bytes) else raw.endswith("\n")):
+        raise TraceError(
+            path, lineno, "truncated last line (no newline at the end): the recording was cut off mid-write"
+        )
     try:
         return loads(raw)
     except msgspec.DecodeError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import IO, Any
+from typing import IO
 
 import attrs
 
@@ -153,11 +153,12 @@ class _Timeline:
         if res.error == "EAGAIN":
             self.eagain_accepts += 1  # the normal end of an accept loop: counted, not listed
             return
-        if not res.ok or not _is_accept_value(res.value):
+        accepted = _accepted(res)
+        if accepted is None:
             self.server_line(seq, f"accept on fd {req.fd} -> {_outcome(res)}")
             return
-        fd, (host, port) = res.value
-        conn = _Conn(number=len(self.conns) + 1, fd=fd, peer=f"{host}:{port}")
+        fd, peer = accepted
+        conn = _Conn(number=len(self.conns) + 1, fd=fd, peer=peer)
         self.conns.append(conn)
         self.by_fd[fd] = conn
         self.conn_line(conn, seq, f"accept from {conn.peer} -> fd {fd}")
@@ -197,7 +198,9 @@ class _Timeline:
             if res.error is not None:
                 conn.ended = conn.ended or ("RST" if res.error in ("ECONNRESET", "EPIPE") else res.error)
             note = _ERROR_NOTES.get(res.error or "", "")
-            self.conn_line(conn, seq, f"send {total} bytes -> {_outcome(res)}" + (f": {note}" if note else ""))
+            self.conn_line(
+                conn, seq, f"send {total} bytes -> {_outcome(res)}" + (f": {note}" if note else "")
+            )
             return
         if conn.out_wait is None:
             conn.out_wait = (self.now, seq)
@@ -235,7 +238,11 @@ class _Timeline:
             conn = self.by_fd.get(fd)
             if conn is None:
                 continue  # the listening socket, mostly: its story is the accepts
-            text = f"epoll reports {sc.format_events(mask)}" if isinstance(mask, int) else f"epoll reports {mask!r}"
+            text = (
+                f"epoll reports {sc.format_events(mask)}"
+                if isinstance(mask, int)
+                else f"epoll reports {mask!r}"
+            )
             if isinstance(mask, int) and mask & sc.EPOLLOUT and conn.out_wait is not None:
                 since, since_seq = conn.out_wait
                 waited = self.now - since
@@ -247,9 +254,18 @@ class _Timeline:
         # The bug this tool exists to show: a send that could not finish, and no EPOLLOUT in
         # the interest mask, so epoll will never say when to continue.
         for conn in self.by_fd.values():
-            if conn.out_wait is not None and conn.mask is not None and not conn.mask & sc.EPOLLOUT and not conn.warned_no_out:
+            if (
+                conn.out_wait is not None
+                and conn.mask is not None
+                and not conn.mask & sc.EPOLLOUT
+                and not conn.warned_no_out
+            ):
                 conn.warned_no_out = True
-                self.conn_line(conn, seq, "note: a send is unfinished but OUT is not in the interest mask: no EPOLLOUT will come")
+                self.conn_line(
+                    conn,
+                    seq,
+                    "note: a send is unfinished but OUT is not in the interest mask: no EPOLLOUT will come",
+                )
 
     def _Shutdown(self, seq: int, req: sc.Shutdown, res: sc.Result) -> None:
         conn = self._conn(seq, req.fd)
@@ -292,7 +308,9 @@ class _Timeline:
         h = self.header
         span = (self.now - self.origin) / 1e6
         seed = "-" if h.seed is None else str(h.seed)
-        out = [f"{path}: {h.backend} trace of app {h.app!r}, seed {seed}, {self.records} records over {span:.3f}ms"]
+        out = [
+            f"{path}: {h.backend} trace of app {h.app!r}, seed {seed}, {self.records} records over {span:.3f}ms"
+        ]
         if not summary_only:
             if only_conn is None:
                 out += ["", "server"] + self.server
@@ -301,8 +319,11 @@ class _Timeline:
                     continue
                 state = "closed" if conn.closed else "still open at the end of the trace"
                 ended = f", peer sent {conn.ended}" if conn.ended else ""
-                out += ["", f"connection #{conn.number}: fd {conn.fd}, peer {conn.peer}, "
-                        f"{conn.bytes_in} bytes in, {conn.bytes_out} bytes out{ended}, {state}"]
+                out += [
+                    "",
+                    f"connection #{conn.number}: fd {conn.fd}, peer {conn.peer}, "
+                    f"{conn.bytes_in} bytes in, {conn.bytes_out} bytes out{ended}, {state}",
+                ]
                 out += conn.lines
         out += ["", "summary"] + self.summary()
         return "\n".join(out) + "\n"
@@ -322,20 +343,41 @@ class _Timeline:
             f"  send         {self.sends} calls, {self.partial_sends} partial, {self.eagain_sends} EAGAIN",
             f"  EPOLLOUT     {self.out_waits} waits ended, longest {self.longest_out_wait / 1e6:.3f}ms"
             + (f"; {gave_up} connections closed while waiting" if gave_up else "")
-            + (f"; still waiting at the end: {', '.join('#' + str(c.number) for c in waiting)}" if waiting else ""),
+            + (
+                f"; still waiting at the end: {', '.join('#' + str(c.number) for c in waiting)}"
+                if waiting
+                else ""
+            ),
             f"  epoll_wait   {self.waits} calls, {self.empty_waits} returned no events",
             f"  accept       {self.calls['Accept']} calls, {self.eagain_accepts} EAGAIN",
         ]
         if self.shutdown_at is not None:
             lines.append(f"  shutdown     requested at {(self.shutdown_at - self.origin) / 1e6:+.3f}ms")
-        lines.append("  end          " + ("the machine exited" if self.exited else "the trace ends without Exit (the recording was cut short)"))
+        lines.append(
+            "  end          "
+            + (
+                "the machine exited"
+                if self.exited
+                else "the trace ends without Exit (the recording was cut short)"
+            )
+        )
         return lines
 
 
-def _is_accept_value(value: Any) -> bool:
-    return (
-        isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], tuple) and len(value[1]) == 2
-    )
+def _accepted(res: sc.Result) -> tuple[int, str] | None:
+    """(fd, "host:port") of a successful Accept; None for anything else a trace may hold."""
+    value = res.value
+    if (
+        res.ok
+        and isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[1], tuple)
+        and len(value[1]) == 2
+    ):
+        fd, (host, port) = value
+        if isinstance(fd, int):
+            return fd, f"{host}:{port}"
+    return None
 
 
 def _outcome(res: sc.Result, prefix: str = "") -> str:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import IO, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import IO, Any, Protocol
 
 from simnet.server.syscalls import EpollWait, Exit, Result
 from simnet.trace.codec import TraceHeader, header_line, record_line

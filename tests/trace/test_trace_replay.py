@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trace_fakes import EchoMachine, make_buggy_machine, make_echo_machine, record_fake_run
 
 from simnet.replay import ReplayReport, replay_exact
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import TraceHeader, read_trace
 from simnet.trace.commands import main
-from trace_fakes import EchoMachine, make_buggy_machine, make_echo_machine, record_fake_run
 
 
 def recorded(tmp_path: Path, seed: int = 4, syscalls: int = 400) -> Path:
@@ -36,7 +36,9 @@ def test_a_recorded_run_replays_exactly(seed: int, syscalls: int) -> None:
     assert report.matched == count
 
 
-def test_the_report_says_how_many_syscalls_matched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_report_says_how_many_syscalls_matched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = recorded(tmp_path)
     syscalls = sum(1 for _ in read_trace(path)[1]) - 1  # less the Exit record
     assert main(["replay", str(path), "--machine", "trace_fakes:make_echo_machine"]) == 0
@@ -66,7 +68,9 @@ def test_a_machine_that_sends_differently_diverges_at_that_send(tmp_path: Path) 
     assert report.matched == seq - 1
 
 
-def test_the_divergence_is_printed_with_the_records_before_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_divergence_is_printed_with_the_records_before_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = recorded(tmp_path)
     seq = first_send_after(path, 3)
     assert main(["replay", str(path), "--machine", "trace_fakes:make_buggy_machine", "--context", "3"]) == 1
@@ -89,7 +93,9 @@ class _Raising(EchoMachine):
         return super().step(result)
 
 
-def test_a_machine_that_raises_is_reported_at_the_record_it_could_not_reach(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_machine_that_raises_is_reported_at_the_record_it_could_not_reach(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = recorded(tmp_path)
     report = replay_exact(path, lambda h: _Raising(10, **h.server_config, **h.app_config))
     d = report.divergence
@@ -111,7 +117,9 @@ def test_a_machine_that_exits_early_diverges(tmp_path: Path) -> None:
     assert report.divergence.actual == sc.Exit()
 
 
-def test_a_trace_cut_at_a_line_boundary_replays_as_far_as_it_goes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_trace_cut_at_a_line_boundary_replays_as_far_as_it_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     full = recorded(tmp_path).read_text().splitlines(keepends=True)
     cut = tmp_path / "cut.jsonl"
     cut.write_text("".join(full[:101]))  # header and 100 records, no Exit
@@ -136,24 +144,31 @@ def test_a_different_recorded_result_makes_the_machine_diverge(tmp_path: Path) -
     assert isinstance(report.divergence.expected, sc.Send) and report.divergence.seq > index
 
 
-def test_the_default_factory_replays_the_real_server_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_default_factory_replays_the_real_server_machine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     machine = pytest.importorskip("simnet.server.machine")
     apps = pytest.importorskip("simnet.server.apps")
-    from simnet.trace import Recorder, TraceWriter
     from trace_fakes import FakeKernel
+
+    from simnet.trace import Recorder, TraceWriter
 
     config = machine.ServerConfig(recv_size=512, port=8080)
     header = TraceHeader.create(backend="simnet", app="echo", server_config=config, seed=9)
     path = tmp_path / "real.jsonl"
     with TraceWriter(path, header) as writer:
-        count = Recorder(machine.ServerMachine(config, apps.make_app("echo")), writer).run(FakeKernel(9, 1500))
+        count = Recorder(machine.ServerMachine(config, apps.make_app("echo")), writer).run(
+            FakeKernel(9, 1500)
+        )
     report = replay_exact(path)
     assert report.ok and report.exited and report.matched == count
     assert main(["replay", str(path)]) == 0
     assert capsys.readouterr().out.startswith(f"{path}: {count} syscalls matched")
 
 
-def test_the_default_factory_refuses_an_unknown_app_as_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_default_factory_refuses_an_unknown_app_as_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("simnet.server.machine")
     path = tmp_path / "t.jsonl"
     header = TraceHeader.create(backend="realnet", app="gopher", server_config={})

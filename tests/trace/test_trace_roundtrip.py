@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trace_strategies import json_objects, plain_results, requests, results, same_shape
 
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Exit, Result
@@ -22,7 +23,6 @@ from simnet.trace.codec import (
     record_from_json,
     record_line,
 )
-from trace_strategies import json_objects, plain_results, requests, results, same_shape
 
 HEADER = TraceHeader.create(backend="simnet", app="echo", server_config={"port": 8080})
 
@@ -53,7 +53,9 @@ def test_the_fast_path_takes_ordinary_records(request: object, result: Result) -
     assert fast is not None and same_shape(fast, Record(seq=1, request=request, result=result))
 
 
-@given(st.lists(st.tuples(requests, results), max_size=20), st.booleans(), st.sampled_from(["binary", "text"]))
+@given(
+    st.lists(st.tuples(requests, results), max_size=20), st.booleans(), st.sampled_from(["binary", "text"])
+)
 def test_a_whole_trace_round_trips_through_writer_and_reader(pairs, exited: bool, mode: str) -> None:
     buffer: io.BytesIO | io.StringIO = io.BytesIO() if mode == "binary" else io.StringIO()
     with TraceWriter(buffer, HEADER, buffer_bytes=64) as writer:
@@ -112,7 +114,10 @@ def test_http_text_is_readable_in_the_raw_trace() -> None:
 def test_tuples_come_back_as_tuples_not_lists() -> None:
     accept = Result(value=(7, ("10.0.0.2", 40000)), now=1)
     wait = Result(value=((7, sc.EPOLLIN), (8, sc.EPOLLOUT | sc.EPOLLHUP)), now=2)
-    for request, result in [(sc.Accept(fd=3), accept), (sc.EpollWait(epfd=4, max_events=8, timeout_ms=-1), wait)]:
+    for request, result in [
+        (sc.Accept(fd=3), accept),
+        (sc.EpollWait(epfd=4, max_events=8, timeout_ms=-1), wait),
+    ]:
         record = record_from_json(json.loads(record_line(1, request, result)), 1)
         assert same_shape(record.result, result)
     linger = sc.SetSockOpt(fd=3, level=sc.SOL_SOCKET, name=sc.SO_LINGER, value=(1, 0))
@@ -134,7 +139,9 @@ def test_tuples_come_back_as_tuples_not_lists() -> None:
         (sc.Bind(fd=3, host="\ud800", port=1), Result(now=0), "not valid Unicode"),
     ],
 )
-def test_the_writer_refuses_what_the_reader_would_reject(request_: object, result: Result | None, complaint: str) -> None:
+def test_the_writer_refuses_what_the_reader_would_reject(
+    request_: object, result: Result | None, complaint: str
+) -> None:
     buffer = io.BytesIO()
     writer = TraceWriter(buffer, HEADER)
     with pytest.raises(TypeError, match=complaint):
@@ -155,6 +162,14 @@ def test_the_writer_refuses_records_after_exit_and_after_close() -> None:
 
 
 def test_decode_bytes_rejects_what_is_not_a_payload() -> None:
-    for bad in [{"ascii": "caf\u00e9"}, {"b64": "!!"}, {"b64": "QQ"}, {"hex": "00"}, {"ascii": "a", "b64": "YQ=="}, "abc", {"b64": 5}]:
+    for bad in [
+        {"ascii": "caf\u00e9"},
+        {"b64": "!!"},
+        {"b64": "QQ"},
+        {"hex": "00"},
+        {"ascii": "a", "b64": "YQ=="},
+        "abc",
+        {"b64": 5},
+    ]:
         with pytest.raises(_Bad, match="bad payload encoding"):
             decode_bytes(bad)

@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
+from trace_fakes import record_fake_run
 
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import TraceHeader, TraceWriter
 from simnet.trace.commands import main
 from simnet.trace.show import render_trace
-from trace_fakes import record_fake_run
 
 MS = 1_000_000
 ORIGIN = 5_000 * MS
@@ -24,7 +24,9 @@ BODY = b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 99_981  # 100000 bytes
 def write_scenario(target: Path | io.BytesIO, *, rearm_out: bool = True) -> None:
     """Two connections: #1 gets a 100000-byte response out in three sends, waiting for EPOLLOUT
     in between, then the peer closes (EOF); #2 is reset by its peer (RST)."""
-    header = TraceHeader.create(backend="realnet", app="http", server_config={"port": 8080}, seed=None, clock_origin=ORIGIN)
+    header = TraceHeader.create(
+        backend="realnet", app="http", server_config={"port": 8080}, seed=None, clock_origin=ORIGIN
+    )
     t = ORIGIN
 
     def at(ms: float) -> int:
@@ -84,7 +86,10 @@ def test_each_connection_tells_its_story(tmp_path: Path) -> None:
     write_scenario(path)
     text = render_trace(path)
     assert text.splitlines()[0] == f"{path}: realnet trace of app 'http', seed -, 27 records over 8.000ms"
-    assert "connection #1: fd 5, peer 10.0.0.2:40001, 27 bytes in, 100000 bytes out, peer sent EOF, closed" in text
+    assert (
+        "connection #1: fd 5, peer 10.0.0.2:40001, 27 bytes in, 100000 bytes out, peer sent EOF, closed"
+        in text
+    )
     assert section(text, "connection #1") == [
         "accept from 10.0.0.2:40001 -> fd 5",
         "epoll ADD IN|RDHUP",
@@ -141,17 +146,23 @@ def test_a_send_left_waiting_without_out_in_the_mask_is_pointed_out(tmp_path: Pa
     path = tmp_path / "s.jsonl"
     write_scenario(path, rearm_out=False)
     text = render_trace(path)
-    assert "note: a send is unfinished but OUT is not in the interest mask: no EPOLLOUT will come" in section(text, "connection #1")
+    assert "note: a send is unfinished but OUT is not in the interest mask: no EPOLLOUT will come" in section(
+        text, "connection #1"
+    )
     assert "still waiting at the end: #1" in text
     assert text.rstrip().endswith("the trace ends without Exit (the recording was cut short)")
 
 
-def test_one_connection_or_only_the_summary_can_be_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_connection_or_only_the_summary_can_be_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "s.jsonl"
     write_scenario(path)
     assert main(["show", str(path), "--conn", "2"]) == 0
     out = capsys.readouterr().out
-    assert "connection #2" in out and "connection #1" not in out and "\nserver\n" not in out and "summary" in out
+    assert (
+        "connection #2" in out and "connection #1" not in out and "\nserver\n" not in out and "summary" in out
+    )
     assert main(["show", str(path), "--summary"]) == 0
     out = capsys.readouterr().out
     assert "connection #" not in out and "  send         3 calls, 1 partial, 1 EAGAIN" in out

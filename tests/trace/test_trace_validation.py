@@ -13,19 +13,20 @@ import re
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trace_fakes import record_fake_run
 
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import TraceError, TraceHeader, read_trace
 from simnet.trace.codec import header_line, record_line
 from simnet.trace.commands import add_replay_parser, add_show_parser
-from trace_fakes import record_fake_run
 
 HERE = Path(__file__).parent
 
@@ -79,7 +80,9 @@ def edit(lines: list[str], index: int, change: Callable[[dict[str, Any]], None])
     return lines[:index] + [json.dumps(obj) + "\n"] + lines[index + 1 :]
 
 
-def test_a_sound_trace_reads_and_both_commands_accept_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_sound_trace_reads_and_both_commands_accept_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, SOUND)
     header, records = read_trace(path)
     assert [r.seq for r in records] == list(range(1, len(SOUND)))
@@ -94,18 +97,24 @@ def test_an_empty_file_has_no_header(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert_bad_input(write(tmp_path, ""), 1, capsys, "empty file")
 
 
-def test_some_other_json_lines_file_is_not_a_simnet_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_some_other_json_lines_file_is_not_a_simnet_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert_bad_input(write(tmp_path, ['{"hello": 1}\n']), 1, capsys, "not a simnet trace")
 
 
 @pytest.mark.parametrize("version", [0, 2, "1", 1.0, None, True])
-def test_an_unknown_version_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], version: object) -> None:
+def test_an_unknown_version_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], version: object
+) -> None:
     lines = edit(SOUND, 0, lambda h: h.update(version=version))
     assert_bad_input(write(tmp_path, lines), 1, capsys, "unsupported trace version")
 
 
 @pytest.mark.parametrize("field", ["backend", "app", "app_config", "server_config", "seed", "clock_origin"])
-def test_a_header_missing_a_field_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str) -> None:
+def test_a_header_missing_a_field_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str
+) -> None:
     lines = edit(SOUND, 0, lambda h: h.pop(field))
     assert_bad_input(write(tmp_path, lines), 1, capsys, f"missing field {field!r}")
 
@@ -120,16 +129,22 @@ def test_a_header_missing_a_field_names_it(tmp_path: Path, capsys: pytest.Captur
         ({"colour": "blue"}, "unknown field 'colour'"),
     ],
 )
-def test_a_header_with_a_wrong_field_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], problem: str) -> None:
+def test_a_header_with_a_wrong_field_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], problem: str
+) -> None:
     assert_bad_input(write(tmp_path, edit(SOUND, 0, lambda h: h.update(change))), 1, capsys, problem)
 
 
-def test_a_cut_off_last_line_is_reported_as_truncated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_cut_off_last_line_is_reported_as_truncated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = SOUND[:10] + [SOUND[10][:25]]
     assert_bad_input(write(tmp_path, lines), 11, capsys, "truncated last line")
 
 
-def test_a_complete_last_record_without_its_newline_is_still_truncated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_complete_last_record_without_its_newline_is_still_truncated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # The writer ends each record in the same write as its newline: no newline, no guarantee.
     lines = SOUND[:10] + [SOUND[10].rstrip("\n")]
     assert_bad_input(write(tmp_path, lines), 11, capsys, "truncated last line")
@@ -146,11 +161,17 @@ def test_an_empty_line_is_not_skipped(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize("field", ["seq", "t", "call", "args"])
-def test_a_record_missing_a_field_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str) -> None:
-    assert_bad_input(write(tmp_path, edit(SOUND, 4, lambda r: r.pop(field))), 5, capsys, f"missing field {field!r}")
+def test_a_record_missing_a_field_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str
+) -> None:
+    assert_bad_input(
+        write(tmp_path, edit(SOUND, 4, lambda r: r.pop(field))), 5, capsys, f"missing field {field!r}"
+    )
 
 
-def test_a_record_with_neither_ret_nor_err_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_record_with_neither_ret_nor_err_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = edit(SOUND, 4, lambda r: (r.pop("ret", None), r.pop("err", None)))
     assert_bad_input(write(tmp_path, lines), 5, capsys, "missing field 'ret'")
 
@@ -175,29 +196,45 @@ def test_a_record_with_neither_ret_nor_err_is_refused(tmp_path: Path, capsys: py
         (lambda r: r.update(colour="blue"), "unknown field 'colour'"),
     ],
 )
-def test_a_record_with_a_wrong_type_names_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Callable[[dict[str, Any]], None], problem: str) -> None:
+def test_a_record_with_a_wrong_type_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Callable[[dict[str, Any]], None], problem: str
+) -> None:
     index = next(i for i, line in enumerate(SOUND) if '"call":"Close"' in line)
     assert_bad_input(write(tmp_path, edit(SOUND, index, change)), index + 1, capsys, problem)
 
 
 @pytest.mark.parametrize(
     "payload",
-    [{"b64": "not base64!"}, {"b64": "QUJD="}, {"ascii": "caf\u00e9"}, {"hex": "00"}, "GET /", {"ascii": 5}, {}],
+    [
+        {"b64": "not base64!"},
+        {"b64": "QUJD="},
+        {"ascii": "caf\u00e9"},
+        {"hex": "00"},
+        "GET /",
+        {"ascii": 5},
+        {},
+    ],
 )
-def test_a_bad_payload_encoding_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], payload: object) -> None:
+def test_a_bad_payload_encoding_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], payload: object
+) -> None:
     index = next(i for i, line in enumerate(SOUND) if '"call":"Send"' in line)
     lines = edit(SOUND, index, lambda r: r["args"].update(data=payload))
     assert_bad_input(write(tmp_path, lines), index + 1, capsys, "payload")
 
 
 @pytest.mark.parametrize("delta", [-1, 1, 100])
-def test_sequence_numbers_must_be_consecutive(tmp_path: Path, capsys: pytest.CaptureFixture[str], delta: int) -> None:
+def test_sequence_numbers_must_be_consecutive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], delta: int
+) -> None:
     lines = edit(SOUND, 9, lambda r: r.update(seq=r["seq"] + delta))
     assert_bad_input(write(tmp_path, lines), 10, capsys, "where 9 was expected")
 
 
 def test_a_duplicated_line_breaks_the_sequence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert_bad_input(write(tmp_path, SOUND[:8] + [SOUND[7]] + SOUND[8:]), 9, capsys, "sequence number 7 where 8")
+    assert_bad_input(
+        write(tmp_path, SOUND[:8] + [SOUND[7]] + SOUND[8:]), 9, capsys, "sequence number 7 where 8"
+    )
 
 
 def test_nothing_may_follow_exit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -218,7 +255,9 @@ def _damage(data: st.DataObject) -> tuple[list[str] | str, int]:
     """A sound trace with one random thing broken; returns it and the line that must be named."""
     lines = sound_lines(seed=data.draw(st.integers(0, 5)), syscalls=30)
     index = data.draw(st.integers(0, len(lines) - 1), label="line index")
-    kind = data.draw(st.sampled_from(["truncate", "bad json", "version", "drop field", "wrong type", "payload", "seq"]))
+    kind = data.draw(
+        st.sampled_from(["truncate", "bad json", "version", "drop field", "wrong type", "payload", "seq"])
+    )
     if kind == "truncate":
         # At least one character of the line, never its newline: a cut at a line boundary
         # leaves a shorter trace that is sound (see test_trace_kill.py).
@@ -226,18 +265,30 @@ def _damage(data: st.DataObject) -> tuple[list[str] | str, int]:
         return "".join(lines[:index]) + lines[index][:cut], index + 1
     if kind == "bad json":
         text = lines[index].rstrip("\n")
-        broken = data.draw(st.sampled_from([text[:-1], text + "}", text.replace(":", " ", 1), "{" + text, text + ",", "nul"]))
+        broken = data.draw(
+            st.sampled_from([text[:-1], text + "}", text.replace(":", " ", 1), "{" + text, text + ",", "nul"])
+        )
         return lines[:index] + [broken + "\n"] + lines[index + 1 :], index + 1
     if kind == "version" or index == 0:
         version = data.draw(st.integers().filter(lambda v: v != 1) | st.text() | st.none())
         return edit(lines, 0, lambda h: h.update(version=version)), 1
     obj = json.loads(lines[index])
     if kind == "drop field":
-        key = data.draw(st.sampled_from(sorted(k for k in obj if k in ("seq", "t", "call", "args") or (k == "ret" and "err" not in obj))))
+        key = data.draw(
+            st.sampled_from(
+                sorted(
+                    k for k in obj if k in ("seq", "t", "call", "args") or (k == "ret" and "err" not in obj)
+                )
+            )
+        )
         return edit(lines, index, lambda r: r.pop(key)), index + 1
     if kind == "wrong type":
-        key = data.draw(st.sampled_from(sorted(k for k in obj if k in ("seq", "t", "args", "shutdown", "err"))))
-        bad = data.draw(st.sampled_from(["x", 1.5, [1], {"a": 1}, True] if key != "shutdown" else ["x", 1, None]))
+        key = data.draw(
+            st.sampled_from(sorted(k for k in obj if k in ("seq", "t", "args", "shutdown", "err")))
+        )
+        bad = data.draw(
+            st.sampled_from(["x", 1.5, [1], {"a": 1}, True] if key != "shutdown" else ["x", 1, None])
+        )
         return edit(lines, index, lambda r: r.update({key: bad})), index + 1
     if kind == "payload":
         sends = [i for i, line in enumerate(lines) if '"call":"Send"' in line]
@@ -252,7 +303,9 @@ def _damage(data: st.DataObject) -> tuple[list[str] | str, int]:
 
 @given(st.data())
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_any_damage_gives_one_clear_line_naming_where(tmp_path: Path, capsys: pytest.CaptureFixture[str], data: st.DataObject) -> None:
+def test_any_damage_gives_one_clear_line_naming_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: st.DataObject
+) -> None:
     damaged, line = _damage(data)
     assert_bad_input(write(tmp_path, damaged), line, capsys)
 
@@ -266,25 +319,36 @@ def test_python_m_simnet_trace_reports_bad_input_in_one_line(tmp_path: Path) -> 
         proc = subprocess.run(
             [sys.executable, "-m", "simnet.trace", command, str(path)]
             + (["--machine", "trace_fakes:make_echo_machine"] if command == "replay" else []),
-            capture_output=True, text=True, timeout=60, cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=HERE,
         )
         assert proc.returncode == 2
         assert proc.stderr == f"{path}:4: bad JSON: " + proc.stderr.split(": bad JSON: ", 1)[1]
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
-def test_missing_files_and_bad_factories_are_bad_input_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_files_and_bad_factories_are_bad_input_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "nope.jsonl"
     for argv in (["show", str(missing)], ["replay", str(missing)]):
         code, _, err = run_command(argv, capsys)
         assert (code, err) == (2, f"{missing}: cannot read: No such file or directory\n")
     path = write(tmp_path, SOUND)
-    for spec, problem in [("nocolon", "expected MODULE:FACTORY"), ("no_such_module:f", "cannot import"), ("trace_fakes:nothing", "no callable")]:
+    for spec, problem in [
+        ("nocolon", "expected MODULE:FACTORY"),
+        ("no_such_module:f", "cannot import"),
+        ("trace_fakes:nothing", "no callable"),
+    ]:
         code, _, err = run_command(["replay", str(path), "--machine", spec], capsys)
         assert code == 2 and problem in err and err.count("\n") == 1
 
 
-def test_a_header_the_factory_cannot_take_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_header_the_factory_cannot_take_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, edit(SOUND, 0, lambda h: h["app_config"].update(colour="blue")))
     code, _, err = run_command(["replay", str(path), "--machine", "trace_fakes:make_echo_machine"], capsys)
     assert code == 2 and err.startswith(f"{path}:1: cannot build the machine from this header: TypeError")
@@ -311,7 +375,9 @@ class GeneratedTrace:
             if seq % 2:
                 yield record_line(seq, sc.Recv(fd=5, size=4096), Result(value=payload, now=seq * 1000))
             else:
-                yield record_line(seq, sc.Send(fd=5, data=payload), Result(value=len(payload), now=seq * 1000))
+                yield record_line(
+                    seq, sc.Send(fd=5, data=payload), Result(value=len(payload), now=seq * 1000)
+                )
 
     def readline(self) -> bytes:
         return next(self._lines, b"")
@@ -326,7 +392,7 @@ def test_reading_a_long_trace_takes_constant_memory() -> None:
     try:
         header, stream = read_trace(GeneratedTrace(records))  # type: ignore[arg-type]
         count = 0
-        for record in stream:
+        for _ in stream:
             count += 1
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -9,8 +9,8 @@ Neither models TCP faithfully; they only have to make traces that look like real
 from __future__ import annotations
 
 import random
-from pathlib import Path
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
@@ -22,8 +22,16 @@ IN_MASK = sc.EPOLLIN | sc.EPOLLRDHUP
 class EchoMachine:
     """An echo server as a generator: each `yield` is a syscall, each `send` its Result."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 8080, backlog: int = 16,
-                 recv_size: int = 4096, max_events: int = 64, bug_after_sends: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        backlog: int = 16,
+        recv_size: int = 4096,
+        max_events: int = 64,
+        bug_after_sends: int | None = None,
+    ) -> None:
         self.host, self.port, self.backlog = host, port, backlog
         self.recv_size, self.max_events = recv_size, max_events
         # A deliberately broken machine for divergence tests: after this many sends it echoes
@@ -83,7 +91,7 @@ class EchoMachine:
                         if not r.ok:
                             alive = r.error == "EAGAIN"
                             break
-                        out[fd] = out[fd][r.value:]
+                        out[fd] = out[fd][r.value :]
                     if alive and out[fd] and fd not in armed:
                         armed.add(fd)
                         yield sc.EpollCtl(epfd=ep, op="MOD", fd=fd, mask=IN_MASK | sc.EPOLLOUT)
@@ -182,8 +190,8 @@ class FakeKernel:
             if c.inbound:
                 data = c.inbound.pop(0)
                 if len(data) > req.size:
-                    c.inbound.insert(0, data[req.size:])
-                    data = data[:req.size]
+                    c.inbound.insert(0, data[req.size :])
+                    data = data[: req.size]
                 return data, None
             if c.ended:
                 return (b"", None) if c.ending == "eof" else (None, "ECONNRESET")
@@ -207,7 +215,7 @@ class FakeKernel:
         # Some activity arrives: a new connection, data, a peer closing, buffer space freed.
         if (rng.random() < 0.3 and len(self.conns) < 20) or not self.conns:
             self.backlog += rng.randint(1, 2)
-        for fd, c in self.conns.items():
+        for c in self.conns.values():
             c.room += rng.choice([0, 0, 20, 5000])
             if not c.ended and rng.random() < 0.4:
                 if c.messages:
@@ -231,14 +239,19 @@ class FakeKernel:
 
 def fake_header(*, seed: int = 0, recv_size: int = 4096, clock_origin: int = 1_000_000) -> TraceHeader:
     return TraceHeader.create(
-        backend="simnet", app="echo", app_config={"recv_size": recv_size},
+        backend="simnet",
+        app="echo",
+        app_config={"recv_size": recv_size},
         server_config={"host": "127.0.0.1", "port": 8080, "backlog": 16},
-        seed=seed, clock_origin=clock_origin, meta={"made_by": "tests/trace/trace_fakes.py"},
+        seed=seed,
+        clock_origin=clock_origin,
+        meta={"made_by": "tests/trace/trace_fakes.py"},
     )
 
 
-def record_fake_run(target: Any, *, seed: int = 0, syscalls: int = 1000, payload_scale: int = 1,
-                    buffer_bytes: int = 1 << 16) -> int:
+def record_fake_run(
+    target: Any, *, seed: int = 0, syscalls: int = 1000, payload_scale: int = 1, buffer_bytes: int = 1 << 16
+) -> int:
     """Record one run of EchoMachine on FakeKernel to `target`; return the syscall count."""
     header = fake_header(seed=seed)
     with TraceWriter(target, header, buffer_bytes=buffer_bytes) as writer:

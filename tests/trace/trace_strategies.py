@@ -45,7 +45,9 @@ values = st.recursive(
     lambda inner: st.lists(inner, max_size=4).map(tuple),
     max_leaves=12,
 )
-errno_names = st.sampled_from(sorted(errno.errorcode.values())) | st.from_regex(r"E[A-Z0-9]{1,12}", fullmatch=True)
+errno_names = st.sampled_from(sorted(errno.errorcode.values())) | st.from_regex(
+    r"E[A-Z0-9]{1,12}", fullmatch=True
+)
 results = st.builds(
     Result,
     value=values,
@@ -59,10 +61,16 @@ plain_results = st.one_of(
     st.builds(Result, error=errno_names, now=st.integers(min_value=0), shutdown=st.booleans()),
 )
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+json_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+)
 json_objects = st.dictionaries(
     st.text(),
-    st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3), max_leaves=8),
+    st.recursive(
+        json_scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=8,
+    ),
     max_size=4,
 )
 
