@@ -19,11 +19,9 @@ from typing import IO, Any
 
 import attrs
 
-from simnet.server.syscalls import Result
 from simnet.trace.codec import Record, TraceError, TraceHeader
 from simnet.trace.reader import read_trace, source_name
 from simnet.trace.writer import Machine
-
 
 MachineFactory = Callable[[TraceHeader], Machine]
 
