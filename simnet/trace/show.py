@@ -106,9 +106,6 @@ class _Timeline:
     def server_line(self, seq: int, text: str) -> None:
         self.server.append(f"  {self.at(seq)} {text}")
 
-    def conn_for(self, fd: int) -> _Conn | None:
-        return self.by_fd.get(fd)
-
     def add(self, rec: Record) -> None:
         req, res = rec.request, rec.result
         name = type(req).__name__
