@@ -85,6 +85,7 @@ class Epoll:
         self.items: dict[int, EpItem] = {}
         self.ready: list[EpItem] = []
         self.waiter: simpy.Event | None = None
+        self._interrupted = False
         self.closed = False
         self.co = EpollCoroutines(self)
 
@@ -229,13 +230,24 @@ class Epoll:
         while True:
             events = self.collect(maxevents)
             self.net.drain()
-            if events:
+            if events or self._interrupted:
+                self._interrupted = False
                 return events
             if deadline is not None and env.now >= deadline:
                 return events
             self.waiter = self.net.wait_event(deadline)
             yield self.waiter
             self.waiter = None
+
+    def interrupt(self) -> None:
+        """End a blocked poll now with whatever is ready (maybe nothing): a signal's EINTR,
+        as simulated drivers deliver a shutdown request."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.triggered:
+                waiter.succeed()
+            self._interrupted = True
 
     def close(self) -> None:
         if self.closed:

@@ -152,8 +152,9 @@ class Network:
     def now_ns(self) -> int:
         return self.env.now
 
-    def run(self, until: float | None = None) -> None:
-        """Run until nothing is pending, or until virtual time `until` (seconds).
+    def run(self, until: float | None = None, *, stop: simpy.Event | None = None) -> None:
+        """Run until nothing is pending, or until virtual time `until` (seconds), or until the
+        event `stop` (a process, say) has been processed.
 
         Cancelled timers stay in simpy's heap (it cannot remove an entry), so they are popped
         here without being run: otherwise "until nothing is pending" would advance the clock to
@@ -169,6 +170,8 @@ class Network:
             if not queue or (limit is not None and queue[0][0] > limit):
                 break
             step()
+            if stop is not None and stop.processed:
+                return
         if limit is not None and env._now < limit:
             env._now = limit
 

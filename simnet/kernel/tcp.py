@@ -1391,6 +1391,9 @@ class TcpSocket:
         if self.syn_queue.get(req.remote) is not req:
             return
         if req.retries >= self.net.sysctl.tcp_synack_retries:
+            # reqsk_timer_handler gives up even on an acked request: a client that is already
+            # ESTABLISHED and never sends keeps a connection the server has forgotten.
+            self.net.counters["synack_expired"] += 1
             self._drop_request(req)
             return
         req.retries += 1
