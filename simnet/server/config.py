@@ -1,0 +1,69 @@
+"""ServerConfig: everything the server machine's behaviour depends on, besides the app and results."""
+
+from __future__ import annotations
+
+import attrs
+
+KiB = 1024
+MS = 1_000_000  # ns
+SECOND = 1_000_000_000  # ns
+
+_positive = attrs.validators.gt(0)
+_optional_positive = attrs.validators.optional(attrs.validators.gt(0))
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    """How the server listens, schedules its work and times connections out. Times are integer ns.
+
+    Listening: `host`, `port` (0: the kernel picks; read it from `ServerMachine.bound_port`),
+    `backlog` (listen(2); Linux caps it at somaxconn), `rcvbuf`/`sndbuf` (SO_RCVBUF/SO_SNDBUF on
+    the listener, inherited by accepted sockets (LINUX.md §2); None leaves the kernel's
+    autotuning on), `nodelay` (TCP_NODELAY on accepted sockets: without it Nagle plus delayed
+    ACK holds small responses back ~40 ms, LINUX.md "Nagle plus delayed ACK").
+
+    Epoll: `edge_triggered` registers connections once with IN|OUT|RDHUP|ET instead of keeping a
+    level-triggered mask up to date (see machine.py "Epoll modes"); `max_events` per EpollWait.
+
+    Limits: `max_connections` open at once (above it the listener's interest is dropped until one
+    closes); `output_cap`, the bytes of pending output per connection above which we stop reading
+    it (backpressure); `recv_size` per Recv.
+
+    Fairness: `io_budget` syscalls per connection and `accept_budget` accepts between two
+    EpollWaits, so that one fast peer or a connect flood cannot starve the others; work left over
+    is taken up after an EpollWait with timeout 0. `accept_retry_ns`: after EMFILE/ENFILE with no
+    connection of ours to close, how long to wait before accepting again.
+
+    Timeouts (None disables one):
+      idle_timeout_ns      no byte in or out for this long: close (covers a peer that stops
+                           reading our response, too). Default 60 s.
+      header_timeout_ns    a request head not complete this long after it became due -- at
+                           accept, or at the first byte of the next request: close (slowloris;
+                           trickling bytes does not extend it). Default 10 s.
+      keepalive_timeout_ns between requests, with all output sent: close. Default 5 s.
+      linger_timeout_ns    after we close our side (SHUT_WR) because the app asked to close, how
+                           long we keep reading and discarding so that unread input does not turn
+                           our close into a RST that destroys the last response at the client
+                           (RFC 9112 §9.6; nginx's lingering_close). Default 2 s; None closes at once.
+      shutdown_grace_ns    on a graceful shutdown, how long in-flight work may take. Default 5 s.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8080, validator=[attrs.validators.ge(0), attrs.validators.le(65535)])
+    backlog: int = attrs.field(default=128, validator=attrs.validators.ge(0))
+    edge_triggered: bool = False
+    max_connections: int = attrs.field(default=1024, validator=_positive)
+    output_cap: int = attrs.field(default=256 * KiB, validator=_positive)
+    recv_size: int = attrs.field(default=64 * KiB, validator=_positive)
+    max_events: int = attrs.field(default=256, validator=_positive)
+    rcvbuf: int | None = attrs.field(default=None, validator=_optional_positive)
+    sndbuf: int | None = attrs.field(default=None, validator=_optional_positive)
+    nodelay: bool = True
+    io_budget: int = attrs.field(default=16, validator=_positive)
+    accept_budget: int = attrs.field(default=64, validator=_positive)
+    accept_retry_ns: int = attrs.field(default=100 * MS, validator=_positive)
+    idle_timeout_ns: int | None = attrs.field(default=60 * SECOND, validator=_optional_positive)
+    header_timeout_ns: int | None = attrs.field(default=10 * SECOND, validator=_optional_positive)
+    keepalive_timeout_ns: int | None = attrs.field(default=5 * SECOND, validator=_optional_positive)
+    linger_timeout_ns: int | None = attrs.field(default=2 * SECOND, validator=_optional_positive)
+    shutdown_grace_ns: int = attrs.field(default=5 * SECOND, validator=attrs.validators.ge(0))

@@ -1,0 +1,1102 @@
+"""ServerMachine: an epoll server as a pure state machine, one syscall at a time.
+
+    m = ServerMachine(config, app_factory)
+    req = m.start()                 # the first request
+    while not isinstance(req, Exit):
+        req = m.step(execute(req))  # hand the Result of the previous request, get the next
+
+The machine never blocks, sleeps or reads a clock: drivers (simnet, realnet, replay) execute the
+request and hand back a `Result` whose `now` is their clock. Everything it knows is in plain
+attributes: `m.connections` (id -> Connection), `m.stats`, `m.state`, `m.bound_port`.
+
+How one turn of the loop goes
+-----------------------------
+After an EpollWait the machine sets readiness flags from the reported events, expires timers, and
+then works through what it can do without blocking, in this order: close connections that are
+done; set up newly accepted ones (TCP_NODELAY, EPOLL_CTL_ADD); half-close lingering ones; accept
+until EAGAIN; then Send and Recv, one syscall per connection in turn (round robin), each
+connection at most `io_budget` times. When nothing is left it brings the epoll interest masks up
+to date and asks for the next EpollWait, whose timeout is the time to the nearest deadline -- or
+0 if the budget left work undone, so nobody starves and nothing busy-loops.
+
+Readiness flags: the edge-triggered discipline in both modes
+-------------------------------------------------------------
+Each connection has `readable` and `writable` flags: an event sets them, and only EAGAIN clears
+them (in LT a partial write clears `writable` too: see `_on_send`). So the machine reads until
+EAGAIN and, in ET, writes until EAGAIN; it never concludes "drained" from a short read or a
+short write, because neither proves it on every kernel.
+
+Epoll modes (`config.edge_triggered`)
+-------------------------------------
+Level-triggered: the registered mask says what we want to hear about, kept exact at every
+EpollWait: IN|RDHUP while we would read (not after EOF, not under backpressure, not while
+flushing), OUT only while output is pending. Both matter for the same reason: LT re-reports a
+ready fd on every epoll_wait (fs/eventpoll.c re-queues LT items after each report), so a stale
+OUT on a writable socket with nothing to send, or IN on an EOF'd socket, would wake us forever.
+
+Edge-triggered: a connection is registered once with IN|OUT|RDHUP|ET and never modified. ET
+reports on wakeups, not on level (LINUX.md §4: `ep_poll_callback` queues the item on every
+wakeup whose key intersects the mask, and the report carries the whole current mask), so holding
+OUT costs nothing while we are not out of buffer space: no wakeup comes from the write side
+until a send has run out of space (SOCK_NOSPACE) and space then frees up. What makes ET correct
+is the flag discipline above: a flag is cleared only by EAGAIN -- which for a send sets
+SOCK_NOSPACE, so a write-space wakeup follows -- hence whenever we sleep, every fd we would act
+on has either been driven to EAGAIN, and the next arrival or freed space is a fresh edge, or is
+parked by our own choice (backpressure, budget) with its flag still set, which we take up
+without waiting for an edge. The invariant tests check: at a blocking EpollWait no connection
+that we would read or write has its flag set. The listener is handled alike in both modes; its
+interest is dropped (MOD 0) while accepting is paused and restored by MOD, which re-polls at
+once and so reports a queue that filled meanwhile, even in ET (LINUX.md §4 "ADD and MOD both poll
+straight away").
+
+Closing
+-------
+Close(fd) only; no EPOLL_CTL_DEL first. The machine never dup()s an fd, so close() drops the last
+reference and removes the registration (LINUX.md §4 "Closed fds"); a DEL would be one more
+syscall per connection for nothing. Each fd is closed exactly once: a connection leaves
+`m.connections` when its Close result arrives. Events from one EpollWait are applied as flags
+before any syscall is made, so an fd number re-used by an accept in the same turn can never
+receive a stale event meant for its predecessor.
+
+- EOF (recv returns b""): the app gets `eof()`, the connection stops reading, flushes what is
+  pending, then closes (the peer may have only half-closed and still read).
+- ECONNRESET, EPIPE, ETIMEDOUT, any error on recv/send/shutdown, EPOLLERR or EPOLLHUP: the
+  connection is dropped at once, pending output discarded.
+- The app asks to close (HTTP `Connection: close`, an error response): flush, then
+  shutdown(SHUT_WR) and linger -- read and discard until the peer's EOF or `linger_timeout_ns` --
+  then close. Closing with unread input would send a RST instead of a FIN (tcp_close; LINUX.md
+  §3), and a RST makes the peer's kernel discard our response if it has not read it yet.
+- Graceful shutdown (a Result with `shutdown=True`): close the listener (queued, un-accepted
+  connections get a RST from the kernel), close idle connections at once, let busy ones finish
+  (up to `shutdown_grace_ns`), then close the rest, close the epoll fd, and return Exit.
+
+Errors
+------
+Network facts are data: EAGAIN, EOF, ECONNRESET and friends become state and counters. A driver
+that breaks the contract -- a result of the wrong shape, an unknown fd in an event, a clock going
+backwards, a step after Exit -- gets `DriverError` at once, naming the machine state and the
+request. Whatever an app raises is caught here: counted, and its connection dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Any, Callable
+
+import attrs
+
+from simnet.server import syscalls as sc
+from simnet.server.apps.base import AppFactory, AppProtocol, BaseApp, Phase
+from simnet.server.config import ServerConfig
+
+
+class DriverError(Exception):
+    """The driver broke the syscall contract (its bug, not the network's)."""
+
+
+class MachineState(enum.Enum):
+    SETUP = "SETUP"  # socket, options, bind, listen, epoll: one syscall each
+    RUNNING = "RUNNING"
+    SHUTTING_DOWN = "SHUTTING_DOWN"  # graceful shutdown (or an abort): no accepting, closing down
+    DONE = "DONE"  # Exit() was returned
+
+
+class ConnState(enum.Enum):
+    SETUP = "SETUP"  # accepted; TCP_NODELAY and EPOLL_CTL_ADD not done yet
+    OPEN = "OPEN"  # input goes to the app, output goes out
+    FLUSHING = "FLUSHING"  # no more input for the app (EOF, or the app asked to close): send the rest
+    LINGERING = "LINGERING"  # output done, our FIN sent (SHUT_WR); discarding input until EOF
+    CLOSING = "CLOSING"  # Close(fd) is due
+    CLOSED = "CLOSED"  # Close returned; the connection has left m.connections
+
+
+class ConnEvent(enum.Enum):
+    """What happens to a connection: the keys of TRANSITIONS."""
+
+    REGISTERED = "REGISTERED"  # EPOLL_CTL_ADD succeeded
+    PEER_EOF = "PEER_EOF"  # recv returned b"" (or EPOLLHUP while lingering)
+    APP_CLOSE = "APP_CLOSE"  # the app's close_after_flush became true
+    FLUSHED = "FLUSHED"  # all output sent while the peer may still send: linger
+    FLUSHED_AFTER_EOF = "FLUSHED_AFTER_EOF"  # all output sent and the peer already sent FIN
+    QUIESCENT_AT_SHUTDOWN = "QUIESCENT_AT_SHUTDOWN"  # graceful shutdown found nothing in flight
+    FAILED = "FAILED"  # network error, epoll ERR/HUP, timeout, app error, forced shutdown
+    CLOSE_RETURNED = "CLOSE_RETURNED"
+
+
+S, E = ConnState, ConnEvent
+
+# The connection lifecycle. Exceptions kept beside the table: with linger disabled, FLUSHED goes
+# straight to CLOSING (`_transition`); and CLOSING/CLOSED absorb every further event except
+# CLOSE_RETURNED, because a connection that is already going can still see a late error.
+TRANSITIONS: dict[ConnState, dict[ConnEvent, ConnState]] = {
+    S.SETUP: {E.REGISTERED: S.OPEN, E.QUIESCENT_AT_SHUTDOWN: S.CLOSING, E.FAILED: S.CLOSING},
+    S.OPEN: {
+        E.PEER_EOF: S.FLUSHING,
+        E.APP_CLOSE: S.FLUSHING,
+        E.QUIESCENT_AT_SHUTDOWN: S.CLOSING,
+        E.FAILED: S.CLOSING,
+    },
+    S.FLUSHING: {E.FLUSHED: S.LINGERING, E.FLUSHED_AFTER_EOF: S.CLOSING, E.FAILED: S.CLOSING},
+    S.LINGERING: {E.PEER_EOF: S.CLOSING, E.FAILED: S.CLOSING},
+    S.CLOSING: {E.CLOSE_RETURNED: S.CLOSED},
+    S.CLOSED: {},
+}
+
+
+class CloseReason(enum.Enum):
+    """Why a connection was closed; `stats.closes` counts them by value."""
+
+    PEER_EOF = "peer_eof"  # the peer finished; we flushed and closed
+    APP_CLOSE = "app_close"  # the app asked; we flushed, lingered, saw the peer's EOF
+    LINGER_TIMEOUT = "linger_timeout"  # as APP_CLOSE, but the peer kept sending / stayed open
+    SHUTDOWN = "shutdown"  # nothing in flight at graceful shutdown
+    SHUTDOWN_FORCED = "shutdown_forced"  # still busy when the grace period ended
+    RESET = "reset"  # an error on a syscall, or EPOLLERR/EPOLLHUP
+    IDLE_TIMEOUT = "idle_timeout"
+    HEADER_TIMEOUT = "header_timeout"
+    KEEPALIVE_TIMEOUT = "keepalive_timeout"
+    APP_ERROR = "app_error"
+    SETUP_FAILED = "setup_failed"  # EPOLL_CTL_ADD failed
+    ABORT = "abort"  # the server itself could not go on (epoll_wait failed, ...)
+
+
+class Timer(enum.Enum):
+    HEADER = "HEADER"
+    KEEPALIVE = "KEEPALIVE"
+
+
+# accept(2): "Linux accept() passes already-pending network errors on the new socket as an error
+# code from accept() ... For reliable operation the application should detect the network
+# errors defined for the protocol after accept() and treat them like EAGAIN by retrying."
+# ECONNABORTED: the connection was reset while in the queue. EINTR: retry.
+ACCEPT_RETRY_ERRORS = (
+    "ECONNABORTED", "EINTR", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+    "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "EPERM",
+)  # fmt: skip
+# Anything else (EMFILE, ENFILE, ENOBUFS, ENOMEM, ...) means we cannot take a connection now:
+# stop accepting until one of ours closes, or `accept_retry_ns` passes. Retrying at once would
+# spin: in LT the listener stays readable because the connection stays queued.
+
+
+def _short(data: bytes | bytearray) -> str:
+    return sc._short_bytes(bytes(data))
+
+
+@attrs.define
+class Connection:
+    """One accepted connection, all of its state in the open."""
+
+    id: int
+    fd: int
+    peer: tuple[str, int]
+    app: AppProtocol = attrs.field(repr=False)
+    accepted_ns: int
+    state: ConnState = ConnState.SETUP
+    out: bytearray = attrs.field(factory=bytearray, repr=_short)  # pending output, in order
+    readable: bool = False  # epoll reported IN/RDHUP and no EAGAIN since
+    writable: bool = True  # a new socket has buffer space; cleared by EAGAIN / a partial write
+    read_eof: bool = False  # recv returned b""
+    app_more: bool = False  # the app may hold back output (its last pull filled our request)
+    nodelay_done: bool = False
+    shutdown_due: bool = False  # Shutdown(SHUT_WR) to issue (on entering LINGERING)
+    shut_wr: bool = False  # our FIN is out: every byte of output was handed to the kernel
+    backpressured: bool = False  # not reading because output is over the cap
+    registered: int | None = None  # the epoll mask the kernel has for this fd; None before ADD
+    bytes_in: int = 0
+    bytes_out: int = 0
+    requests: int = 0  # as last reported by the app
+    responses: int = 0
+    last_io_ns: int = 0  # last byte in or out: the idle timer runs from here
+    timer: Timer | None = None  # header or keep-alive timer, chosen by the app's phase
+    timer_since: int = 0
+    lingering_since: int = 0
+    idle_deadline: int | None = None
+    header_deadline: int | None = None
+    keepalive_deadline: int | None = None
+    linger_deadline: int | None = None
+    close_reason: CloseReason | None = None
+    error: str | None = None  # the errno name or app exception that ended it
+    budget_used: int = 0  # syscalls this turn (see io_budget)
+    queued: bool = False  # in the machine's run queue
+
+    @property
+    def deadline(self) -> int | None:
+        """The nearest of this connection's deadlines."""
+        times = [
+            t
+            for t in (self.idle_deadline, self.header_deadline, self.keepalive_deadline, self.linger_deadline)
+            if t is not None
+        ]
+        return min(times) if times else None
+
+
+@attrs.define
+class Stats:
+    """Counters for a run summary. `errors` and `closes` are keyed by errno / CloseReason value,
+    in the order first seen (dicts keep insertion order, so summaries are deterministic)."""
+
+    syscalls: int = 0
+    accepted: int = 0
+    closed: int = 0
+    accept_errors: int = 0
+    accept_pauses: int = 0  # accepting paused: max_connections reached, or EMFILE & co.
+    requests: int = 0  # as the apps count them
+    responses: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    recv_calls: int = 0
+    send_calls: int = 0
+    eagain_recv: int = 0
+    eagain_send: int = 0
+    partial_writes: int = 0
+    epollout_waits: int = 0  # times a connection had to wait for EPOLLOUT with output pending
+    peer_eofs: int = 0
+    resets: int = 0  # connections dropped for a network error or EPOLLERR/EPOLLHUP
+    app_errors: int = 0
+    backpressure_pauses: int = 0
+    idle_timeouts: int = 0
+    header_timeouts: int = 0
+    keepalive_timeouts: int = 0
+    linger_timeouts: int = 0
+    shutdown_forced: int = 0
+    discarded_bytes: int = 0  # read and dropped while lingering
+    epoll_waits: int = 0
+    events: int = 0
+    sockopt_errors: int = 0
+    close_errors: int = 0
+    errors: dict[str, int] = attrs.field(factory=dict)
+    closes: dict[str, int] = attrs.field(factory=dict)
+
+
+class _DeadApp(BaseApp):
+    """Stands in for an app whose factory raised; the connection is closed before it is used."""
+
+    def receive(self, data: bytes) -> bytes:  # pragma: no cover - never called
+        return b""
+
+
+_ERR_HUP = sc.EPOLLERR | sc.EPOLLHUP
+_READ_EVENTS = sc.EPOLLIN | sc.EPOLLRDHUP | sc.EPOLLPRI | sc.EPOLLRDNORM
+_ET_MASK = sc.EPOLLIN | sc.EPOLLOUT | sc.EPOLLRDHUP | sc.EPOLLET
+# Connection deadline attribute -> (close reason, Stats counter), in the order they are checked.
+_TIMEOUTS = (
+    ("idle_deadline", CloseReason.IDLE_TIMEOUT, "idle_timeouts"),
+    ("header_deadline", CloseReason.HEADER_TIMEOUT, "header_timeouts"),
+    ("keepalive_deadline", CloseReason.KEEPALIVE_TIMEOUT, "keepalive_timeouts"),
+    ("linger_deadline", CloseReason.LINGER_TIMEOUT, "linger_timeouts"),
+)
+
+
+class ServerMachine:
+    """The server. See the module docstring; drivers use only start(), step() and the attributes."""
+
+    def __init__(self, config: ServerConfig, app: AppFactory) -> None:
+        self.config = config
+        self.app_factory = app
+        self.state = MachineState.SETUP
+        self.connections: dict[int, Connection] = {}  # by id; ids are monotonic, never fds
+        self.stats = Stats()
+        self.now = 0
+        self.bound_port: int | None = None
+        self.listen_fd: int | None = None
+        self.epfd: int | None = None
+        self.exit_reason: str | None = None  # why the machine stopped: "shutdown" or an error
+        self.shutdown_requested = False
+        self.shutdown_deadline: int | None = None
+        # The outstanding request and what to do with its result.
+        self._pending: sc.Syscall | None = None
+        self._handler: Callable[[sc.Result], None] | None = None
+        self._current: sc.Syscall | None = None  # the request whose result is being handled
+        self._started = False
+        self._setup_stage = 0
+        self._next_id = 1
+        self._by_fd: dict[int, int] = {}  # fd -> connection id, for open connections
+        self._runq: deque[int] = deque()  # connection ids that may have a Send/Recv to do
+        self._closeq: deque[int] = deque()  # connection ids in CLOSING, Close not yet issued
+        self._setupq: deque[int] = deque()  # connection ids in SETUP
+        self._lingerq: deque[int] = deque()  # connection ids whose Shutdown(SHUT_WR) is due
+        self._touched: list[int] = []  # ids whose budget_used is non-zero this turn
+        self._parked: list[int] = []  # ids that ran out of budget with work left
+        self._listener_mask: int | None = None  # registered with epoll; None: not registered
+        self._listener_close_due = False
+        self._accept_ready = False  # the listener reported IN and accept has not said EAGAIN
+        self._accepts_this_turn = 0
+        self._accept_blocked_until: int | None = None  # EMFILE & co.: paused until then
+        self._work_left = False  # a budget stopped work this turn: next EpollWait polls (0 ms)
+
+    # ---------------------------------------------------------------------------------------------
+    # the driver's interface
+
+    def start(self) -> sc.Syscall:
+        """The first request. Called once."""
+        if self._started:
+            raise DriverError(f"{self.state.value}: start() called twice")
+        self._started = True
+        return self._issue_next()
+
+    def step(self, result: sc.Result) -> sc.Syscall:
+        """Hand the result of the previous request; get the next one."""
+        request = self._pending
+        if not self._started:
+            raise DriverError(f"{self.state.value}: step() before start()")
+        if request is None or self._handler is None:
+            raise DriverError(f"{self.state.value}: step() after Exit() (got {result!r})")
+        self._check_result(request, result)
+        self.now = result.now
+        handler, self._pending, self._handler = self._handler, None, None
+        self._current = request
+        handler(result)
+        if result.shutdown and not self.shutdown_requested:
+            self._begin_shutdown("shutdown")
+        return self._issue_next()
+
+    @property
+    def pending(self) -> sc.Syscall | None:
+        """The request whose result the machine is waiting for (None after Exit)."""
+        return self._pending
+
+    # ---------------------------------------------------------------------------------------------
+    # result validation: a driver's bug raises here, before any state changes
+
+    def _fail_driver(self, request: sc.Syscall, result: object, why: str) -> DriverError:
+        return DriverError(f"{self.state.value}: {request!r} -> {result!r}: {why}")
+
+    def _check_result(self, request: sc.Syscall, result: sc.Result) -> None:
+        if not isinstance(result, sc.Result):
+            raise self._fail_driver(request, result, "not a Result")
+        if type(result.now) is not int or result.now < self.now:
+            raise self._fail_driver(request, result, f"clock must be an int >= {self.now}")
+        if result.error is not None:
+            if not isinstance(result.error, str) or not result.error or result.value is not None:
+                raise self._fail_driver(request, result, "error must be an errno name, with no value")
+            return  # any errno is a network fact: each handler decides what it means
+        value = result.value
+        ok = True
+        why = ""
+        if isinstance(request, sc.Socket | sc.EpollCreate):
+            ok = _is_fd(value) and value not in self._open_fds()
+            why = "expected a new fd"
+        elif isinstance(request, sc.Accept):
+            ok = (
+                isinstance(value, tuple)
+                and len(value) == 2
+                and _is_fd(value[0])
+                and value[0] not in self._open_fds()
+                and _is_addr(value[1])
+            )
+            why = "expected (new fd, (host, port))"
+        elif isinstance(request, sc.GetSockName):
+            ok = _is_addr(value)
+            why = "expected (host, port)"
+        elif isinstance(request, sc.Recv):
+            ok = isinstance(value, bytes) and len(value) <= request.size
+            why = f"expected bytes, at most {request.size}"
+        elif isinstance(request, sc.Send):
+            # A stream send of n > 0 bytes returns 1..n, or fails with EAGAIN: never 0.
+            ok = type(value) is int and 0 < value <= len(request.data)
+            why = f"expected a count in 1..{len(request.data)}"
+        elif isinstance(request, sc.EpollWait):
+            ok = isinstance(value, tuple) and len(value) <= request.max_events
+            why = f"expected a tuple of at most {request.max_events} (fd, mask) pairs"
+            if ok:
+                seen: list[int] = []
+                for item in value:
+                    if not (isinstance(item, tuple) and len(item) == 2 and _is_fd(item[0])
+                            and type(item[1]) is int and item[1] > 0):  # fmt: skip
+                        ok, why = False, f"bad event {item!r}"
+                        break
+                    fd = item[0]
+                    if fd in seen:
+                        ok, why = False, f"fd {fd} reported twice"
+                        break
+                    if fd != self.listen_fd and fd not in self._by_fd:
+                        ok, why = False, f"event for fd {fd}, which is not registered"
+                        break
+                    seen.append(fd)
+        else:  # SetSockOpt, Bind, Listen, Shutdown, Close, EpollCtl return None
+            ok = value is None
+            why = "expected None"
+        if not ok:
+            raise self._fail_driver(request, result, why)
+
+    def _open_fds(self) -> list[int]:
+        fds = list(self._by_fd)
+        if self.listen_fd is not None:
+            fds.append(self.listen_fd)
+        if self.epfd is not None:
+            fds.append(self.epfd)
+        return fds
+
+    # ---------------------------------------------------------------------------------------------
+    # choosing the next request
+
+    def _issue(self, request: sc.Syscall, handler: Callable[[sc.Result], None]) -> sc.Syscall:
+        self._pending, self._handler = request, handler
+        self.stats.syscalls += 1
+        return request
+
+    def _issue_next(self) -> sc.Syscall:
+        if self.state is MachineState.SETUP:
+            return self._next_setup()
+        if self.state is MachineState.DONE:
+            return sc.Exit()
+        request = (
+            self._next_close()
+            or self._next_conn_setup()
+            or self._next_linger_shutdown()
+            or self._next_accept()
+            or self._next_io()
+            or self._next_interest()
+        )
+        if request is not None:
+            return request
+        if self.state is MachineState.SHUTTING_DOWN and not self.connections:
+            if self.epfd is not None:
+                epfd = self.epfd
+                return self._issue(sc.Close(fd=epfd), self._on_epoll_closed)
+            self.state = MachineState.DONE
+            self._pending = self._handler = None
+            return sc.Exit()
+        return self._issue(
+            sc.EpollWait(epfd=self._epfd(), max_events=self.config.max_events, timeout_ms=self._timeout_ms()),
+            self._on_epoll_wait,
+        )
+
+    def _epfd(self) -> int:
+        assert self.epfd is not None, "epoll fd used before EpollCreate"
+        return self.epfd
+
+    def _timeout_ms(self) -> int:
+        if self._work_left or (self._accept_ready and self._accepting()):
+            return 0
+        deadlines = [c.deadline for c in self.connections.values() if c.deadline is not None]
+        for t in (self.shutdown_deadline, self._accept_blocked_until):
+            if t is not None:
+                deadlines.append(t)
+        if not deadlines:
+            return -1
+        # Round up: waking a little early would only cost a second wait, waking before the
+        # deadline with timeout 0 would spin.
+        return max(0, -(-(min(deadlines) - self.now) // 1_000_000))
+
+    # ---------------------------------------------------------------------------------------------
+    # setup: socket, options, bind, listen, getsockname, epoll
+
+    def _setup_steps(self) -> list[Callable[[], sc.Syscall]]:
+        c = self.config
+        steps: list[Callable[[], sc.Syscall]] = [lambda: sc.Socket()]
+        # SO_REUSEADDR: a restart must be able to bind while old connections sit in TIME_WAIT
+        # (LINUX.md §6; accepted children inherit the flag).
+        steps.append(lambda: sc.SetSockOpt(fd=self._lfd(), level=sc.SOL_SOCKET, name=sc.SO_REUSEADDR, value=1))
+        if c.rcvbuf is not None:
+            rcv = c.rcvbuf
+            steps.append(lambda: sc.SetSockOpt(fd=self._lfd(), level=sc.SOL_SOCKET, name=sc.SO_RCVBUF, value=rcv))
+        if c.sndbuf is not None:
+            snd = c.sndbuf
+            steps.append(lambda: sc.SetSockOpt(fd=self._lfd(), level=sc.SOL_SOCKET, name=sc.SO_SNDBUF, value=snd))
+        steps.append(lambda: sc.Bind(fd=self._lfd(), host=c.host, port=c.port))
+        steps.append(lambda: sc.Listen(fd=self._lfd(), backlog=c.backlog))
+        steps.append(lambda: sc.GetSockName(fd=self._lfd()))
+        steps.append(lambda: sc.EpollCreate())
+        steps.append(
+            lambda: sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_ADD, fd=self._lfd(), mask=self._listener_want())
+        )
+        return steps
+
+    def _lfd(self) -> int:
+        assert self.listen_fd is not None, "listener used before Socket"
+        return self.listen_fd
+
+    def _next_setup(self) -> sc.Syscall:
+        steps = self._setup_steps()
+        return self._issue(steps[self._setup_stage](), self._on_setup)
+
+    def _on_setup(self, result: sc.Result) -> None:
+        request = self._current
+        self._setup_stage += 1
+        if isinstance(request, sc.SetSockOpt):
+            if not result.ok:
+                # Not fatal: the server works without SO_REUSEADDR or a buffer size, and the
+                # errno is in the trace and the stats.
+                self.stats.sockopt_errors += 1
+                self._count_error(result.error)
+            return
+        if not result.ok:
+            self._abort(f"{type(request).__name__.lower()}: {result.error}")
+            return
+        if isinstance(request, sc.Socket):
+            self.listen_fd = result.value  # type: ignore[assignment]
+        elif isinstance(request, sc.GetSockName):
+            self.bound_port = result.value[1]  # type: ignore[index]
+        elif isinstance(request, sc.EpollCreate):
+            self.epfd = result.value  # type: ignore[assignment]
+        elif isinstance(request, sc.EpollCtl):
+            self._listener_mask = request.mask
+            self.state = MachineState.RUNNING
+
+    # ---------------------------------------------------------------------------------------------
+    # connection lifecycle
+
+    def _transition(self, conn: Connection, event: ConnEvent, reason: CloseReason | None = None) -> None:
+        old = conn.state
+        if old in (ConnState.CLOSING, ConnState.CLOSED) and event is not ConnEvent.CLOSE_RETURNED:
+            return  # already going: a late error changes nothing
+        try:
+            new = TRANSITIONS[old][event]
+        except KeyError:
+            raise AssertionError(f"connection {conn.id}: no transition from {old.value} on {event.value}") from None
+        if new is ConnState.LINGERING and self.config.linger_timeout_ns is None:
+            new = ConnState.CLOSING  # linger disabled: close at once
+        conn.state = new
+        if new is ConnState.CLOSING:
+            conn.close_reason = reason
+            self._closeq.append(conn.id)
+        elif new is ConnState.LINGERING:
+            conn.shutdown_due = True
+            conn.lingering_since = self.now
+            self._lingerq.append(conn.id)
+
+    def _drop(self, conn: Connection, reason: CloseReason, error: str | None = None) -> None:
+        """Close at once: an error, a timeout, an app failure."""
+        if conn.state in (ConnState.CLOSING, ConnState.CLOSED):
+            return
+        conn.error = error
+        if reason is CloseReason.RESET:
+            self.stats.resets += 1
+        self._transition(conn, ConnEvent.FAILED, reason)
+
+    def _count_error(self, errno: str | None) -> None:
+        if errno is not None:
+            self.stats.errors[errno] = self.stats.errors.get(errno, 0) + 1
+
+    def _next_close(self) -> sc.Syscall | None:
+        while self._closeq:
+            conn = self.connections[self._closeq.popleft()]
+            return self._issue(sc.Close(fd=conn.fd), lambda r, conn=conn: self._on_conn_closed(conn, r))
+        if self._listener_close_due and self.listen_fd is not None:
+            self._listener_close_due = False
+            return self._issue(sc.Close(fd=self.listen_fd), self._on_listener_closed)
+        return None
+
+    def _on_conn_closed(self, conn: Connection, result: sc.Result) -> None:
+        # close(2) releases the fd even when it reports an error (EINTR, EIO): never retry.
+        if not result.ok:
+            self.stats.close_errors += 1
+            self._count_error(result.error)
+        self._transition(conn, ConnEvent.CLOSE_RETURNED)
+        del self.connections[conn.id]
+        del self._by_fd[conn.fd]
+        self.stats.closed += 1
+        reason = conn.close_reason.value if conn.close_reason is not None else "unknown"
+        self.stats.closes[reason] = self.stats.closes.get(reason, 0) + 1
+        # A slot is free: an accept that failed for lack of fds may succeed now.
+        self._accept_blocked_until = None
+
+    def _on_listener_closed(self, result: sc.Result) -> None:
+        if not result.ok:
+            self.stats.close_errors += 1
+            self._count_error(result.error)
+        self.listen_fd = None
+        self._listener_mask = None
+        self._accept_ready = False
+
+    def _on_epoll_closed(self, result: sc.Result) -> None:
+        if not result.ok:
+            self.stats.close_errors += 1
+            self._count_error(result.error)
+        self.epfd = None
+
+    # -- per-connection setup ---------------------------------------------------------------------
+
+    def _next_conn_setup(self) -> sc.Syscall | None:
+        while self._setupq:
+            conn = self.connections.get(self._setupq[0])
+            if conn is None or conn.state is not ConnState.SETUP:
+                self._setupq.popleft()
+                continue
+            if self.config.nodelay and not conn.nodelay_done:
+                request: sc.Syscall = sc.SetSockOpt(fd=conn.fd, level=sc.IPPROTO_TCP, name=sc.TCP_NODELAY, value=1)
+                return self._issue(request, lambda r, conn=conn: self._on_nodelay(conn, r))
+            self._setupq.popleft()
+            mask = self._conn_want(conn)
+            request = sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_ADD, fd=conn.fd, mask=mask)
+            return self._issue(request, lambda r, conn=conn, mask=mask: self._on_conn_added(conn, mask, r))
+        return None
+
+    def _on_nodelay(self, conn: Connection, result: sc.Result) -> None:
+        conn.nodelay_done = True
+        if not result.ok:  # e.g. the peer already reset: harmless, the next recv will tell
+            self.stats.sockopt_errors += 1
+            self._count_error(result.error)
+
+    def _on_conn_added(self, conn: Connection, mask: int, result: sc.Result) -> None:
+        if not result.ok:
+            self._count_error(result.error)
+            self._drop(conn, CloseReason.SETUP_FAILED, result.error)
+            return
+        conn.registered = mask
+        if conn.state is ConnState.SETUP:
+            self._transition(conn, ConnEvent.REGISTERED)
+            self._settle(conn)
+
+    # -- lingering close --------------------------------------------------------------------------
+
+    def _next_linger_shutdown(self) -> sc.Syscall | None:
+        while self._lingerq:
+            conn = self.connections.get(self._lingerq.popleft())
+            if conn is None or conn.state is not ConnState.LINGERING or not conn.shutdown_due:
+                continue
+            conn.shutdown_due = False
+            return self._issue(sc.Shutdown(fd=conn.fd, how=sc.SHUT_WR), lambda r, conn=conn: self._on_shutdown(conn, r))
+        return None
+
+    def _on_shutdown(self, conn: Connection, result: sc.Result) -> None:
+        if not result.ok:  # ENOTCONN: the peer reset meanwhile
+            self._count_error(result.error)
+            self._drop(conn, CloseReason.RESET, result.error)
+            return
+        conn.shut_wr = True
+        self._settle(conn)
+
+    # -- accepting --------------------------------------------------------------------------------
+
+    def _accepting(self) -> bool:
+        """Whether we want new connections now (the listener's interest follows this)."""
+        return (
+            self.state is MachineState.RUNNING
+            and self.listen_fd is not None
+            and self._accept_blocked_until is None
+            and len(self.connections) < self.config.max_connections
+        )
+
+    def _listener_want(self) -> int:
+        if not self._accepting():
+            return 0
+        return sc.EPOLLIN | (sc.EPOLLET if self.config.edge_triggered else 0)
+
+    def _next_accept(self) -> sc.Syscall | None:
+        if not (self._accept_ready and self._accepting()):
+            return None
+        if self._accepts_this_turn >= self.config.accept_budget:
+            return None  # _timeout_ms sees _accept_ready and polls
+        self._accepts_this_turn += 1
+        return self._issue(sc.Accept(fd=self._lfd()), self._on_accept)
+
+    def _on_accept(self, result: sc.Result) -> None:
+        if not result.ok:
+            if result.error == "EAGAIN":
+                self._accept_ready = False
+                return
+            self.stats.accept_errors += 1
+            self._count_error(result.error)
+            if result.error not in ACCEPT_RETRY_ERRORS:
+                self.stats.accept_pauses += 1
+                self._accept_blocked_until = self.now + self.config.accept_retry_ns
+            return
+        fd, peer = result.value  # type: ignore[misc]
+        try:
+            app = self.app_factory()
+            failed: str | None = None
+        except Exception as exc:  # noqa: BLE001 - an app's bug must not stop the server
+            app, failed = _DeadApp(), f"{type(exc).__name__}: {exc}"
+        conn = Connection(
+            id=self._next_id,
+            fd=fd,
+            peer=(peer[0], peer[1]),
+            app=app,
+            accepted_ns=self.now,
+            last_io_ns=self.now,
+        )
+        self._next_id += 1
+        self.connections[conn.id] = conn
+        self._by_fd[fd] = conn.id
+        self.stats.accepted += 1
+        if len(self.connections) >= self.config.max_connections:
+            self.stats.accept_pauses += 1
+        if failed is not None:
+            self.stats.app_errors += 1
+            self._drop(conn, CloseReason.APP_ERROR, failed)
+            return
+        self._setupq.append(conn.id)
+        self._settle(conn)  # arms the header timer: the first request is due from now
+
+    # -- reading and writing ----------------------------------------------------------------------
+
+    def would_read(self, conn: Connection) -> bool:
+        """Whether we read this connection when it is readable: not after EOF, not while its output
+        is over the cap or the app holds output back (backpressure), not while flushing."""
+        if conn.state is ConnState.LINGERING:
+            return not conn.read_eof
+        return (
+            conn.state is ConnState.OPEN
+            and not conn.read_eof
+            and len(conn.out) <= self.config.output_cap
+            and not conn.app_more
+        )
+
+    def _can_send(self, conn: Connection) -> bool:
+        return conn.state in (ConnState.OPEN, ConnState.FLUSHING) and bool(conn.out) and conn.writable
+
+    def _can_recv(self, conn: Connection) -> bool:
+        return conn.readable and self.would_read(conn)
+
+    def _enqueue(self, conn: Connection) -> None:
+        if not conn.queued and (self._can_send(conn) or self._can_recv(conn)):
+            conn.queued = True
+            self._runq.append(conn.id)
+
+    def _next_io(self) -> sc.Syscall | None:
+        # Round robin: one syscall for the connection at the head, then it goes to the back.
+        while self._runq:
+            conn = self.connections.get(self._runq.popleft())
+            if conn is None:
+                continue
+            conn.queued = False
+            send, recv = self._can_send(conn), self._can_recv(conn)
+            if not (send or recv):
+                continue
+            if conn.budget_used >= self.config.io_budget:
+                # Taken up after the next EpollWait, which polls (timeout 0) because of this.
+                self._work_left = True
+                self._parked.append(conn.id)
+                continue
+            if conn.budget_used == 0:
+                self._touched.append(conn.id)
+            conn.budget_used += 1
+            conn.queued = True
+            self._runq.append(conn.id)
+            # Writing first: a response on its way out is worth more than the next request.
+            if send:
+                self.stats.send_calls += 1
+                data = bytes(conn.out)
+                return self._issue(
+                    sc.Send(fd=conn.fd, data=data), lambda r, conn=conn, n=len(data): self._on_send(conn, n, r)
+                )
+            self.stats.recv_calls += 1
+            return self._issue(sc.Recv(fd=conn.fd, size=self.config.recv_size), lambda r, conn=conn: self._on_recv(conn, r))
+        return None
+
+    def _on_send(self, conn: Connection, attempted: int, result: sc.Result) -> None:
+        if not result.ok:
+            if result.error == "EINTR":
+                return
+            if result.error == "EAGAIN":
+                self.stats.eagain_send += 1
+                self.stats.epollout_waits += 1
+                conn.writable = False
+                self._settle(conn)
+                return
+            self._count_error(result.error)
+            self._drop(conn, CloseReason.RESET, result.error)
+            return
+        n: int = result.value  # type: ignore[assignment]
+        del conn.out[:n]
+        conn.bytes_out += n
+        self.stats.bytes_out += n
+        conn.last_io_ns = self.now
+        if n < attempted:
+            self.stats.partial_writes += 1
+            if not self.config.edge_triggered:
+                # LT: wait for EPOLLOUT, which LT reports as long as there is space; so if the
+                # kernel took less than it could, the next epoll_wait says so at once. An
+                # immediate retry would most likely cost an EAGAIN.
+                # ET: keep the flag and send again (normally EAGAIN). Linux sets SOCK_NOSPACE
+                # on a partial write, so a wakeup would follow anyway, but "until EAGAIN" holds
+                # on any kernel, including a model that gets SOCK_NOSPACE wrong.
+                self.stats.epollout_waits += 1
+                conn.writable = False
+        self._settle(conn)
+
+    def _on_recv(self, conn: Connection, result: sc.Result) -> None:
+        if not result.ok:
+            if result.error == "EINTR":
+                return
+            if result.error == "EAGAIN":
+                self.stats.eagain_recv += 1
+                conn.readable = False
+                self._settle(conn)
+                return
+            self._count_error(result.error)
+            self._drop(conn, CloseReason.RESET, result.error)
+            return
+        data: bytes = result.value  # type: ignore[assignment]
+        if not data:
+            conn.read_eof = True
+            conn.readable = False
+            self.stats.peer_eofs += 1
+            if conn.state is ConnState.LINGERING:
+                self._transition(conn, ConnEvent.PEER_EOF, CloseReason.APP_CLOSE)
+                return
+            self._call_app(conn, lambda: conn.app.eof())
+            self._transition(conn, ConnEvent.PEER_EOF)
+            self._settle(conn)
+            return
+        conn.bytes_in += len(data)
+        self.stats.bytes_in += len(data)
+        conn.last_io_ns = self.now
+        if conn.state is ConnState.LINGERING:
+            self.stats.discarded_bytes += len(data)
+            self._settle(conn)
+            return
+        self._call_app(conn, lambda: conn.app.receive(data))
+        self._settle(conn)
+
+    def _call_app(self, conn: Connection, call: Callable[[], Any]) -> None:
+        """Run an app call that returns output; queue the output. Any exception drops conn."""
+        if conn.state in (ConnState.CLOSING, ConnState.CLOSED):
+            return
+        try:
+            out = call()
+            if not isinstance(out, bytes | bytearray):
+                raise TypeError(f"app returned {type(out).__name__}, not bytes")
+        except Exception as exc:  # noqa: BLE001 - whatever an app raises stops only its connection
+            self._app_failed(conn, exc)
+            return
+        conn.out += out
+        if out:
+            conn.app_more = True  # it produced output; it may hold back more: pull to find out
+
+    def _app_failed(self, conn: Connection, exc: BaseException) -> None:
+        self.stats.app_errors += 1
+        self._drop(conn, CloseReason.APP_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _settle(self, conn: Connection) -> None:
+        """Bring a connection to rest after anything happened to it: pull output from the app up
+        to the cap, take the app's close request, finish flushing, check graceful shutdown, re-arm
+        timers, and queue it for I/O if it has some to do."""
+        cap = self.config.output_cap
+        try:
+            if conn.state in (ConnState.OPEN, ConnState.FLUSHING):
+                while conn.app_more and len(conn.out) < cap:
+                    want = cap - len(conn.out)
+                    piece = conn.app.pull(want)
+                    if not isinstance(piece, bytes | bytearray) or len(piece) > want:
+                        raise TypeError(f"pull({want}) returned {type(piece).__name__} of {len(piece)}")
+                    conn.out += piece
+                    conn.app_more = len(piece) == want
+                self._update_counts(conn)
+                if conn.state is ConnState.OPEN and conn.app.close_after_flush:
+                    self._transition(conn, ConnEvent.APP_CLOSE)
+            if conn.state is ConnState.FLUSHING and not conn.out and not conn.app_more:
+                if conn.read_eof:
+                    self._transition(conn, ConnEvent.FLUSHED_AFTER_EOF, CloseReason.PEER_EOF)
+                else:
+                    self._transition(conn, ConnEvent.FLUSHED, CloseReason.APP_CLOSE)
+            if self.state is MachineState.SHUTTING_DOWN and self._quiescent(conn):
+                self._transition(conn, ConnEvent.QUIESCENT_AT_SHUTDOWN, CloseReason.SHUTDOWN)
+            self._arm_timers(conn)
+        except Exception as exc:  # noqa: BLE001 - from the app's pull, properties or counters
+            self._app_failed(conn, exc)
+            return
+        if conn.state is ConnState.OPEN:
+            over = len(conn.out) > cap or conn.app_more
+            if over and not conn.backpressured:
+                self.stats.backpressure_pauses += 1
+            conn.backpressured = over
+        self._enqueue(conn)
+
+    def _update_counts(self, conn: Connection) -> None:
+        requests, responses = conn.app.requests, conn.app.responses
+        self.stats.requests += requests - conn.requests
+        self.stats.responses += responses - conn.responses
+        conn.requests, conn.responses = requests, responses
+
+    def _quiescent(self, conn: Connection) -> bool:
+        """Nothing in flight: closing now loses no request and no response."""
+        if conn.state is ConnState.SETUP:
+            return True
+        return (
+            conn.state is ConnState.OPEN
+            and not conn.out
+            and not conn.app_more
+            and conn.app.phase in (Phase.IDLE, Phase.HEAD)
+        )
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def _arm_timers(self, conn: Connection) -> None:
+        c = self.config
+        conn.idle_deadline = conn.header_deadline = conn.keepalive_deadline = conn.linger_deadline = None
+        if conn.state is ConnState.LINGERING:
+            if c.linger_timeout_ns is not None:
+                conn.linger_deadline = conn.lingering_since + c.linger_timeout_ns
+            return
+        if conn.state not in (ConnState.SETUP, ConnState.OPEN, ConnState.FLUSHING):
+            return
+        if c.idle_timeout_ns is not None:
+            conn.idle_deadline = conn.last_io_ns + c.idle_timeout_ns
+        # The header and keep-alive timers run only while we wait on the peer: all output sent.
+        # While a response is pending, the peer not reading it is the idle timer's business, and
+        # a pipelined request head that we have stopped reading (backpressure) is not its fault.
+        timer: Timer | None = None
+        if conn.state in (ConnState.SETUP, ConnState.OPEN) and not conn.out and not conn.app_more:
+            phase = conn.app.phase
+            timer = Timer.HEADER if phase is Phase.HEAD else Timer.KEEPALIVE if phase is Phase.IDLE else None
+        if timer is not conn.timer:
+            conn.timer, conn.timer_since = timer, self.now
+        if timer is Timer.HEADER and c.header_timeout_ns is not None:
+            conn.header_deadline = conn.timer_since + c.header_timeout_ns
+        elif timer is Timer.KEEPALIVE and c.keepalive_timeout_ns is not None:
+            conn.keepalive_deadline = conn.timer_since + c.keepalive_timeout_ns
+
+    def _expire(self) -> None:
+        now = self.now
+        if self._accept_blocked_until is not None and self._accept_blocked_until <= now:
+            self._accept_blocked_until = None
+        if self.shutdown_deadline is not None and self.shutdown_deadline <= now:
+            for conn in list(self.connections.values()):
+                if conn.state not in (ConnState.CLOSING, ConnState.CLOSED):
+                    self.stats.shutdown_forced += 1
+                    self._drop(conn, CloseReason.SHUTDOWN_FORCED)
+            return
+        for conn in list(self.connections.values()):
+            deadline = conn.deadline
+            if deadline is None or deadline > now:
+                continue
+            for name, reason, counter in _TIMEOUTS:
+                t = getattr(conn, name)
+                if t is not None and t <= now:
+                    setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+                    self._drop(conn, reason)
+                    break
+
+    # -- epoll ------------------------------------------------------------------------------------
+
+    def _conn_want(self, conn: Connection) -> int:
+        """The mask a connection should be registered with now."""
+        if self.config.edge_triggered:
+            return _ET_MASK  # registered once: see "Epoll modes" above
+        mask = 0
+        if self.would_read(conn) or conn.state is ConnState.SETUP:
+            mask |= sc.EPOLLIN | sc.EPOLLRDHUP
+        if conn.out and conn.state in (ConnState.OPEN, ConnState.FLUSHING):
+            mask |= sc.EPOLLOUT
+        return mask
+
+    def _next_interest(self) -> sc.Syscall | None:
+        """EPOLL_CTL_MOD where a registered mask differs from what we want: done just before
+        EpollWait, because the mask matters only while we sleep (fewer MODs than on every change)."""
+        if self.listen_fd is not None and self._listener_mask is not None:
+            want = self._listener_want()
+            if want != self._listener_mask:
+                request = sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_MOD, fd=self.listen_fd, mask=want)
+                return self._issue(request, lambda r, want=want: self._on_listener_mod(want, r))
+        if self.config.edge_triggered:
+            return None
+        for conn in self.connections.values():
+            if conn.registered is None or conn.state not in (ConnState.OPEN, ConnState.FLUSHING, ConnState.LINGERING):
+                continue
+            want = self._conn_want(conn)
+            if want != conn.registered:
+                request = sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_MOD, fd=conn.fd, mask=want)
+                return self._issue(request, lambda r, conn=conn, want=want: self._on_conn_mod(conn, want, r))
+        return None
+
+    def _on_listener_mod(self, want: int, result: sc.Result) -> None:
+        if not result.ok:
+            self._count_error(result.error)
+            self._abort(f"epoll_ctl MOD listener: {result.error}")
+            return
+        if want and not self._listener_mask:
+            self._accept_ready = True  # MOD re-polls, but asking costs one EAGAIN at most
+        self._listener_mask = want
+
+    def _on_conn_mod(self, conn: Connection, want: int, result: sc.Result) -> None:
+        if not result.ok:
+            self._count_error(result.error)
+            self._drop(conn, CloseReason.RESET, result.error)
+            return
+        conn.registered = want
+
+    def _on_epoll_wait(self, result: sc.Result) -> None:
+        self.stats.epoll_waits += 1
+        for cid in self._touched:
+            conn = self.connections.get(cid)
+            if conn is not None:
+                conn.budget_used = 0
+        self._touched.clear()
+        self._accepts_this_turn = 0
+        self._work_left = False
+        if not result.ok:
+            if result.error != "EINTR":
+                self._count_error(result.error)
+                self._abort(f"epoll_wait: {result.error}")
+            self._expire()
+            return
+        events: tuple[tuple[int, int], ...] = result.value  # type: ignore[assignment]
+        self.stats.events += len(events)
+        touched: list[Connection] = []
+        for fd, mask in events:
+            if fd == self.listen_fd:
+                self._accept_ready = True  # ERR/HUP on a listener: accept() will say what
+                continue
+            conn = self.connections[self._by_fd[fd]]
+            if mask & _ERR_HUP:
+                if conn.state is ConnState.LINGERING and not mask & sc.EPOLLERR:
+                    # HUP after our SHUT_WR: the peer's FIN arrived too; lingering is over.
+                    self._transition(conn, ConnEvent.PEER_EOF, CloseReason.APP_CLOSE)
+                else:
+                    self._count_error("EPOLLERR" if mask & sc.EPOLLERR else "EPOLLHUP")
+                    self._drop(conn, CloseReason.RESET, "EPOLLERR" if mask & sc.EPOLLERR else "EPOLLHUP")
+                continue
+            if mask & _READ_EVENTS:
+                conn.readable = True
+            if mask & sc.EPOLLOUT:
+                conn.writable = True
+            touched.append(conn)
+        for conn in touched:
+            self._settle(conn)
+        self._expire()
+        # Work parked by a budget last turn: its flags are still set, no event will repeat them.
+        parked, self._parked = self._parked, []
+        for cid in parked:
+            conn = self.connections.get(cid)
+            if conn is not None:
+                self._enqueue(conn)
+
+    # -- shutdown and abort -----------------------------------------------------------------------
+
+    def _begin_shutdown(self, reason: str) -> None:
+        self.shutdown_requested = True
+        if self.exit_reason is None:
+            self.exit_reason = reason
+        if self.state is MachineState.SETUP:
+            # Nothing is serving yet: close what exists and stop.
+            self.state = MachineState.SHUTTING_DOWN
+            self._listener_close_due = self.listen_fd is not None
+            return
+        if self.state is not MachineState.RUNNING:
+            return
+        self.state = MachineState.SHUTTING_DOWN
+        self.shutdown_deadline = self.now + self.config.shutdown_grace_ns
+        self._listener_close_due = self.listen_fd is not None
+        self._accept_ready = False
+        for conn in list(self.connections.values()):
+            self._settle(conn)
+        if self.config.shutdown_grace_ns == 0:
+            self._expire()
+
+    def _abort(self, reason: str) -> None:
+        """The server cannot go on: close everything now and exit."""
+        self.exit_reason = reason
+        was_setup = self.state is MachineState.SETUP
+        self._begin_shutdown(reason)
+        if was_setup:
+            return
+        for conn in list(self.connections.values()):
+            self._drop(conn, CloseReason.ABORT)
+
+
+def _is_fd(value: object) -> bool:
+    return type(value) is int and value >= 0  # type: ignore[operator]
+
+
+def _is_addr(value: object) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and type(value[1]) is int
+        and 0 <= value[1] <= 65535
+    )
