@@ -1,0 +1,167 @@
+"""A whole simulated run: one server machine on one host, a seeded workload of clients on others.
+
+`simulate(RunConfig)` is what `simnet run` prints and what the whole-run property tests call.
+It builds the network from the seed, runs the server through the simnet driver and the clients
+through `simnet.workload`, shuts the server down gracefully when the last client is done, and
+returns a `RunSummary` -- a value, identical for identical configs.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+import attrs
+
+from simnet.driver import SimDriver
+from simnet.kernel import Network
+from simnet.server import syscalls as sc
+from simnet.server.apps import make_app
+from simnet.server.config import ServerConfig
+from simnet.server.machine import ServerMachine
+from simnet.workload import ClientStats, Workload, client_process, plan_clients
+
+SERVER_IP = "10.0.0.1"
+SERVER_PORT = 80
+CLIENTS_PER_HOST = 5000  # ephemeral ports per client host are 28k; keep well inside
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    seed: int = 0
+    workload: Workload = Workload()
+    latency: float = 0.001  # one-way, seconds, between every client host and the server
+    rcvbuf: int | None = None  # SO_RCVBUF/SO_SNDBUF for the server's listener (inherited)
+    sndbuf: int | None = None
+    edge_triggered: bool = False
+    max_connections: int = 1024
+    output_cap: int = 256 * 1024
+    backlog: int = 128
+    app_options: dict[str, Any] = attrs.field(factory=dict)
+    time_limit: float = 3600.0  # virtual seconds: a run that has not finished by then is stopped
+
+    def server_config(self) -> ServerConfig:
+        return ServerConfig(
+            host=SERVER_IP,
+            port=SERVER_PORT,
+            backlog=self.backlog,
+            edge_triggered=self.edge_triggered,
+            rcvbuf=self.rcvbuf,
+            sndbuf=self.sndbuf,
+            max_connections=self.max_connections,
+            output_cap=self.output_cap,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RunSummary:
+    seed: int
+    sim_time_ns: int
+    syscalls: int
+    server: dict[str, Any]
+    clients: dict[str, Any]
+    kernel: dict[str, int]
+    events: int
+    open_fds_at_end: int
+    server_exit: str | None
+    finished: bool
+
+    @property
+    def ok(self) -> bool:
+        clients = self.clients
+        return (
+            self.finished
+            and self.open_fds_at_end == 0
+            and clients["wrong_responses"] == 0
+            and not any(name for name in clients["errors"] if name not in _EXPECTED_CLIENT_ERRORS)
+        )
+
+    def lines(self) -> list[str]:
+        s, c, k = self.server, self.clients, self.kernel
+        return [
+            f"seed                 {self.seed}",
+            f"simulated time       {self.sim_time_ns / 1e9:.6f} s",
+            f"connections          {s['accepted']} accepted, {s['closed']} closed, {c['connected']} clients connected",
+            f"requests             {c['requests']} sent, {s['requests']} parsed by the server",
+            f"responses            {c['responses']} correct, {c['wrong_responses']} wrong, {s['responses']} sent",
+            f"clients              {c['completed']} completed, {c['early_closes']} closed early, "
+            f"{c['resets']} reset on purpose",
+            f"bytes                {s['bytes_in']} in, {s['bytes_out']} out (server)",
+            f"EAGAIN               {s['eagain_recv']} on recv, {s['eagain_send']} on send",
+            f"partial writes       {s['partial_writes']} ({s['epollout_waits']} waits for EPOLLOUT)",
+            f"resets               {s['resets']} seen by the server, {k.get('resets_sent', 0)} RST segments",
+            f"backlog drops        {k.get('listen_overflows', 0)}",
+            f"segments             {k.get('segments', 0)} ({k.get('retransmits', 0)} retransmitted)",
+            f"syscalls             {self.syscalls} ({s['epoll_waits']} epoll_wait)",
+            f"client errors        {_fmt_counts(c['errors'])}",
+            f"server closes        {_fmt_counts(s['closes'])}",
+            f"open fds at end      {self.open_fds_at_end}",
+            f"simpy events         {self.events}",
+        ]
+
+
+# Errors a client may see by design: a slow reader or resetter provoking the server, or being
+# timed out by it. Anything else in a plain run is a failure.
+_EXPECTED_CLIENT_ERRORS = ("ECONNRESET", "EPIPE")
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
+
+
+def events_scheduled(env: Any) -> int:
+    """How many events simpy has scheduled so far: its id counter, read without consuming it."""
+    return int(env._eid.__reduce__()[1][0])
+
+
+def simulate(
+    config: RunConfig,
+    *,
+    on_syscall: Callable[[sc.Syscall, sc.Result], None] | None = None,
+    machine_factory: Callable[[ServerConfig, Any], Any] = ServerMachine,
+) -> RunSummary:
+    net = Network(seed=config.seed, latency=config.latency)
+    rng = net.rng
+    server_host = net.host(SERVER_IP)
+    workload = config.workload
+    app = make_app(workload.app, **config.app_options)
+    machine = machine_factory(config.server_config(), app)
+    driver = SimDriver(server_host, machine, on_syscall=on_syscall)
+    server_proc = server_host.process(driver.run())
+
+    plans = plan_clients(workload, random.Random(rng.getrandbits(64)))
+    stats = ClientStats()
+    client_hosts = [net.host(f"10.0.1.{i + 1}") for i in range(max(1, -(-len(plans) // CLIENTS_PER_HOST)))]
+    procs = [
+        client_hosts[plan.client_id % len(client_hosts)].process(
+            client_process(client_hosts[plan.client_id % len(client_hosts)], (SERVER_IP, SERVER_PORT), plan, workload, stats)
+        )
+        for plan in plans
+    ]
+    env = net.env
+
+    def supervisor() -> Any:
+        if procs:
+            yield env.all_of(procs)
+        driver.request_shutdown()
+
+    env.process(supervisor())
+    net.run(until=config.time_limit, stop=server_proc)
+    finished = driver.finished
+    if not finished:
+        driver.request_shutdown()
+        net.run(until=net.now + 60, stop=server_proc)
+        finished = driver.finished
+    open_fds = len(server_host.fds)
+    return RunSummary(
+        seed=config.seed,
+        sim_time_ns=net.now_ns,
+        syscalls=driver.syscalls,
+        server=attrs.asdict(machine.stats) if attrs.has(type(machine.stats)) else dict(vars(machine.stats)),
+        clients=attrs.asdict(stats),
+        kernel=dict(sorted(net.counters.items())),
+        events=events_scheduled(env),
+        open_fds_at_end=open_fds,
+        server_exit=getattr(machine, "exit_reason", None),
+        finished=finished and server_proc.triggered,
+    )

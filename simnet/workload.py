@@ -1,0 +1,279 @@
+"""Client workloads: planned from a seed, run as simulated client processes, checked as they go.
+
+A `Workload` describes a population of clients (how many, when they arrive, how many requests
+each sends and how deep they pipeline, request and response sizes, think time, and the share of
+slow readers, clients that close early, and clients that reset mid-response). `plan_clients`
+turns it and a `random.Random` into concrete `ClientPlan`s -- every random choice is made there,
+up front, so a plan is a value that can be printed, compared and replayed. `client_process` runs
+one plan against a server on simulated sockets and checks every response it reads.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import socket
+import struct
+from typing import Any, Generator
+
+import attrs
+
+from simnet.server.apps.http import HELLO, pattern
+
+NS = 1_000_000_000
+
+BEHAVIOURS = ("normal", "slow_reader", "early_close", "reset")
+
+
+@attrs.frozen(kw_only=True)
+class Workload:
+    """What the clients do. Times in seconds, rates per second, sizes in bytes."""
+
+    app: str = "http"
+    clients: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    requests: int = attrs.field(default=5, validator=attrs.validators.ge(1))  # per connection
+    pipeline: int = attrs.field(default=1, validator=attrs.validators.ge(1))  # requests in flight
+    arrival_window: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))  # Poisson arrivals over it
+    think_time: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))  # mean, exponential
+    request_size: int = attrs.field(default=64, validator=attrs.validators.ge(0))  # echo payload / POST body
+    response_size: int = attrs.field(default=4096, validator=attrs.validators.ge(0))  # /bytes/N mean
+    slow_readers: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
+    read_rate: float = attrs.field(default=16384.0, validator=attrs.validators.gt(0))  # slow reader bytes/s
+    early_closers: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
+    resetters: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
+    recv_size: int = attrs.field(default=65536, validator=attrs.validators.gt(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.app not in ("http", "echo"):
+            raise ValueError(f"workload app must be 'http' or 'echo', not {self.app!r}")
+        if self.slow_readers + self.early_closers + self.resetters > 1:
+            raise ValueError("slow_readers + early_closers + resetters must not exceed 1")
+
+
+@attrs.frozen(kw_only=True)
+class Exchange:
+    """One request and the response it must get."""
+
+    request: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    expect_status: int  # 0 for echo
+    expect_body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+
+
+@attrs.frozen(kw_only=True)
+class ClientPlan:
+    client_id: int
+    start_ns: int
+    behaviour: str
+    exchanges: tuple[Exchange, ...]
+    think_ns: tuple[int, ...]  # after each pipelined batch
+    stop_after: int  # early_close / reset: act after sending this many requests
+
+
+def _http_exchange(rng: random.Random, workload: Workload, last: bool) -> Exchange:
+    kind = rng.random()
+    close = b"Connection: close\r\n" if last else b""
+    if kind < 0.2:
+        return Exchange(
+            request=b"GET / HTTP/1.1\r\nHost: simnet\r\n" + close + b"\r\n", expect_status=200, expect_body=HELLO
+        )
+    if kind < 0.5:
+        body = rng.randbytes(workload.request_size)
+        head = b"POST /echo HTTP/1.1\r\nHost: simnet\r\nContent-Length: %d\r\n" % len(body)
+        return Exchange(request=head + close + b"\r\n" + body, expect_status=200, expect_body=body)
+    n = int(rng.expovariate(1 / workload.response_size)) if workload.response_size else 0
+    return Exchange(
+        request=b"GET /bytes/%d HTTP/1.1\r\nHost: simnet\r\n" % n + close + b"\r\n",
+        expect_status=200,
+        expect_body=pattern(0, n),
+    )
+
+
+def plan_clients(workload: Workload, rng: random.Random) -> list[ClientPlan]:
+    """Every random decision of the run's clients, made here in a fixed order."""
+    plans = []
+    t = 0.0
+    rate = workload.clients / workload.arrival_window if workload.arrival_window > 0 else 0.0
+    for client_id in range(workload.clients):
+        if rate:
+            t += rng.expovariate(rate)
+        roll = rng.random()
+        if roll < workload.slow_readers:
+            behaviour = "slow_reader"
+        elif roll < workload.slow_readers + workload.early_closers:
+            behaviour = "early_close"
+        elif roll < workload.slow_readers + workload.early_closers + workload.resetters:
+            behaviour = "reset"
+        else:
+            behaviour = "normal"
+        exchanges = []
+        for i in range(workload.requests):
+            if workload.app == "http":
+                exchanges.append(_http_exchange(rng, workload, last=i == workload.requests - 1))
+            else:
+                payload = rng.randbytes(max(workload.request_size, 1))
+                exchanges.append(Exchange(request=payload, expect_status=0, expect_body=payload))
+        batches = -(-workload.requests // workload.pipeline)
+        think = tuple(
+            int(rng.expovariate(1 / workload.think_time) * NS) if workload.think_time else 0 for _ in range(batches)
+        )
+        plans.append(
+            ClientPlan(
+                client_id=client_id,
+                start_ns=int(t * NS),
+                behaviour=behaviour,
+                exchanges=tuple(exchanges),
+                think_ns=think,
+                stop_after=rng.randint(1, workload.requests),
+            )
+        )
+    return plans
+
+
+@attrs.define
+class ClientStats:
+    """What the clients saw, summed over all of them."""
+
+    started: int = 0
+    connected: int = 0
+    completed: int = 0  # every response read and correct
+    requests: int = 0
+    responses: int = 0  # read and correct
+    wrong_responses: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    early_closes: int = 0
+    resets: int = 0  # resets the clients sent on purpose
+    errors: dict[str, int] = attrs.field(factory=dict)  # errno name -> count, in first-seen order
+    failures: list[str] = attrs.field(factory=list)  # the first few wrong responses, described
+
+    def error(self, name: str) -> None:
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+
+class ResponseReader:
+    """Splits the bytes a client reads into complete responses (status, body).
+
+    HTTP responses are parsed with httptools, the parser the server's app uses; echo responses
+    are simply the next len(expected) bytes.
+    """
+
+    def __init__(self, app: str) -> None:
+        self.app = app
+        self.done: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._body: list[bytes] = []
+        self._buffer = bytearray()
+        if app == "http":
+            import httptools
+
+            self._parser = httptools.HttpResponseParser(self)
+
+    def feed(self, data: bytes, expected_echo: int = 0) -> None:
+        if self.app == "http":
+            self._parser.feed_data(data)
+        else:
+            self._buffer += data
+
+    def take_echo(self, n: int) -> bytes | None:
+        if len(self._buffer) < n:
+            return None
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._body = []
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done.append((self._parser.get_status_code(), b"".join(self._body)))
+
+
+def client_process(
+    host: Any, server: tuple[str, int], plan: ClientPlan, workload: Workload, stats: ClientStats
+) -> Generator[Any, Any, None]:
+    """One client, as a simpy process on `host`: connect, send, read and check every response."""
+    env = host.net.env
+    if plan.start_ns > env.now:
+        yield env.timeout(plan.start_ns - env.now)
+    stats.started += 1
+    sock = host.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        yield from sock.co.connect(server)
+        stats.connected += 1
+        reader = ResponseReader(workload.app)
+        sent = 0
+        exchanges = plan.exchanges
+        batch_no = 0
+        while sent < len(exchanges):
+            batch = exchanges[sent : sent + workload.pipeline]
+            for exchange in batch:
+                yield from sock.co.sendall(exchange.request)
+                stats.requests += 1
+                stats.bytes_sent += len(exchange.request)
+            sent += len(batch)
+            if plan.behaviour in ("early_close", "reset") and sent >= plan.stop_after:
+                if plan.behaviour == "reset":
+                    # Read a little of the response first, so the RST lands mid-response.
+                    yield from sock.co.recv(1)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    stats.resets += 1
+                else:
+                    stats.early_closes += 1
+                sock.close()
+                return
+            ok = yield from _read_responses(sock, reader, batch, workload, plan, stats)
+            if not ok:
+                sock.close()
+                return
+            think = plan.think_ns[batch_no]
+            batch_no += 1
+            if think:
+                yield env.timeout(think)
+        stats.completed += 1
+        sock.close()
+    except OSError as exc:
+        import errno as errno_module
+
+        stats.error(errno_module.errorcode.get(exc.errno or 0, type(exc).__name__))
+        sock.close()
+
+
+def _read_responses(
+    sock: Any, reader: ResponseReader, batch: tuple[Exchange, ...], workload: Workload, plan: ClientPlan,
+    stats: ClientStats,
+) -> Generator[Any, Any, bool]:
+    env = sock.net.env
+    slow = plan.behaviour == "slow_reader"
+    recv_size = 1024 if slow else workload.recv_size
+    for exchange in batch:
+        while True:
+            if workload.app == "http":
+                got = reader.done.popleft() if reader.done else None
+            else:
+                body = reader.take_echo(len(exchange.expect_body))
+                got = None if body is None else (0, body)
+            if got is not None:
+                break
+            data = yield from sock.co.recv(recv_size)
+            if not data:
+                stats.error("EOF_BEFORE_RESPONSE")
+                return False
+            stats.bytes_received += len(data)
+            reader.feed(data)
+            if slow:
+                yield env.timeout(int(len(data) / workload.read_rate * NS))
+        status, body = got
+        if status != exchange.expect_status or body != exchange.expect_body:
+            stats.wrong_responses += 1
+            if len(stats.failures) < 5:
+                stats.failures.append(
+                    f"client {plan.client_id}: expected {exchange.expect_status} with {len(exchange.expect_body)} "
+                    f"bytes, got {status} with {len(body)} bytes"
+                )
+            return False
+        stats.responses += 1
+    return True
