@@ -1,0 +1,7 @@
+"""`python -m realnet serve ...` is the `realnet` command."""
+
+import sys
+
+from realnet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,250 @@
+"""The `realnet` command: run the simnet server machine on real sockets.
+
+    realnet serve --app http --port 8080 [--record traces/run.jsonl] [options]
+
+It prints `realnet: serving APP on http://HOST:PORT (pid N)` once listening (with --port 0, the
+port the kernel picked), serves until SIGINT or SIGTERM, shuts down gracefully and prints a
+one-line summary. Exit status: 0 after a clean shutdown; 2 for bad arguments or when it cannot
+listen (port in use, address not local); 1 when the run ended any other way (a second signal
+during the shutdown, a failure of the server itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from typing import Any, NoReturn
+
+from simnet.server.config import KiB, SECOND, ServerConfig
+
+USAGE_EXIT = 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line on stderr (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _seconds_or_off(text: str) -> int | None:
+    """A timeout in seconds (fractions allowed) as integer ns; "off" disables it."""
+    if text.lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'off', not {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds or 'off', not {text!r}")
+    return round(value * SECOND)
+
+
+def _seconds(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
+    return round(value * SECOND)
+
+
+def _size(text: str) -> int:
+    """A byte count: 4096, 64k, 1m (binary multiples)."""
+    t = text.strip().lower()
+    scale = 1
+    for suffix, mult in (("kib", KiB), ("mib", KiB * KiB), ("k", KiB), ("m", KiB * KiB)):
+        if t.endswith(suffix):
+            t, scale = t[: -len(suffix)], mult
+            break
+    try:
+        value = int(t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a byte count such as 65536 or 64k, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive byte count, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, not {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535 (0: any free port), not {value}")
+    return value
+
+
+def _host(text: str) -> str:
+    if text == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an IPv4 address such as 127.0.0.1, not {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="realnet", description="Run the simnet server machine on real sockets and epoll.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser(
+        "serve",
+        help="serve an app on a real port until SIGINT/SIGTERM",
+        description="Serve an app on real non-blocking sockets and epoll until SIGINT/SIGTERM, then shut "
+        "down gracefully. Durations are in seconds ('off' disables a timeout); sizes in bytes (64k, 1m).",
+    )
+    p.add_argument("--app", required=True, choices=["echo", "http"], help="the app to serve")
+    p.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 picks a free one)")
+    p.add_argument(
+        "--host",
+        type=_host,
+        default="127.0.0.1",
+        help="IPv4 address to bind (default 127.0.0.1; a non-loopback address serves the network)",
+    )
+    p.add_argument("--record", metavar="TRACE.jsonl", help="record the run's syscalls to this trace file")
+    g = p.add_argument_group("server")
+    g.add_argument("--edge-triggered", action="store_true", help="register connections IN|OUT|RDHUP|ET once")
+    g.add_argument("--backlog", type=int, default=128, help="listen(2) backlog (default 128)")
+    g.add_argument("--max-connections", type=_count, default=1024, help="open connections at once (default 1024)")
+    g.add_argument(
+        "--output-cap", type=_size, default=256 * KiB, help="pending output per connection before it stops reading"
+    )
+    g.add_argument("--recv-size", type=_size, default=64 * KiB, help="bytes per recv (default 64k)")
+    g.add_argument("--max-events", type=_count, default=256, help="events per epoll_wait (default 256)")
+    g.add_argument("--rcvbuf", type=_size, help="SO_RCVBUF for the listener, inherited (default: autotuning)")
+    g.add_argument("--sndbuf", type=_size, help="SO_SNDBUF for the listener, inherited (default: autotuning)")
+    g.add_argument("--no-nodelay", action="store_true", help="leave Nagle on (no TCP_NODELAY)")
+    g.add_argument("--io-budget", type=_count, default=16, help="syscalls per connection per turn (default 16)")
+    g.add_argument("--accept-budget", type=_count, default=64, help="accepts per turn (default 64)")
+    t = p.add_argument_group("timeouts")
+    t.add_argument("--idle-timeout", type=_seconds_or_off, default=60 * SECOND, help="no byte in or out (60)")
+    t.add_argument("--header-timeout", type=_seconds_or_off, default=10 * SECOND, help="request head due (10)")
+    t.add_argument(
+        "--keepalive-timeout", type=_seconds_or_off, default=5 * SECOND, help="between requests (5)"
+    )
+    t.add_argument("--linger-timeout", type=_seconds_or_off, default=2 * SECOND, help="after our FIN (2)")
+    t.add_argument("--shutdown-grace", type=_seconds, default=5 * SECOND, help="in-flight work at shutdown (5)")
+    h = p.add_argument_group("http app")
+    h.add_argument("--max-header-bytes", type=_size, help="request head limit, else 431 (default 8k)")
+    h.add_argument("--max-body-bytes", type=_size, help="request body limit, else 413 (default 1m)")
+    h.add_argument("--max-response-bytes", type=int, help="largest N for /bytes/N (default 100000000)")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        backlog=args.backlog,
+        edge_triggered=args.edge_triggered,
+        max_connections=args.max_connections,
+        output_cap=args.output_cap,
+        recv_size=args.recv_size,
+        max_events=args.max_events,
+        rcvbuf=args.rcvbuf,
+        sndbuf=args.sndbuf,
+        nodelay=not args.no_nodelay,
+        io_budget=args.io_budget,
+        accept_budget=args.accept_budget,
+        idle_timeout_ns=args.idle_timeout,
+        header_timeout_ns=args.header_timeout,
+        keepalive_timeout_ns=args.keepalive_timeout,
+        linger_timeout_ns=args.linger_timeout,
+        shutdown_grace_ns=args.shutdown_grace,
+    )
+
+
+def _app_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {
+        name: getattr(args, name)
+        for name in ("max_header_bytes", "max_body_bytes", "max_response_bytes")
+        if getattr(args, name) is not None
+    }
+    if options and args.app != "http":
+        flags = ", ".join("--" + k.replace("_", "-") for k in options)
+        raise _UsageError(f"realnet serve: {flags}: only for --app http")
+    return options
+
+
+def _errno_text(name: str) -> str:
+    import errno as errno_mod
+
+    code = getattr(errno_mod, name, None)
+    return f"{name} ({os.strerror(code)})" if isinstance(code, int) else name
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from realnet.serve import serve  # here, so that --help and argument errors stay fast
+
+    try:
+        config = _config(args)
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(f"realnet serve: {exc}") from None
+    options = _app_options(args)
+
+    def announce(machine: Any) -> None:
+        print(f"realnet: serving {args.app} on http://{config.host}:{machine.bound_port} (pid {os.getpid()})", flush=True)
+        if not ipaddress.IPv4Address(config.host).is_loopback:
+            print(f"realnet: note: {config.host} is not a loopback address; other hosts can connect", file=sys.stderr)
+
+    try:
+        outcome = serve(config, args.app, options, record=args.record, on_listening=announce)
+    except ValueError as exc:  # make_app's one-line message
+        raise _UsageError(f"realnet serve: {exc}") from None
+    except OSError as exc:  # the trace file cannot be created
+        where = exc.filename if exc.filename is not None else args.record
+        print(f"realnet: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+        return USAGE_EXIT
+    if outcome.setup_failed:
+        reason = outcome.machine.exit_reason or "setup failed"
+        call, _, err = reason.partition(": ")
+        print(
+            f"realnet: cannot listen on {config.host}:{config.port}: {call}: {_errno_text(err)}",
+            file=sys.stderr,
+        )
+        return USAGE_EXIT
+    print(outcome.summary(), flush=True)
+    if outcome.clean:
+        return 0
+    if outcome.driver.forced:
+        print("realnet: stopped at once on a second signal; connections were closed mid-flight", file=sys.stderr)
+    else:
+        print(f"realnet: the server stopped: {outcome.machine.exit_reason}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise _UsageError("realnet: a command is required: serve (see realnet --help)")
+        return cmd_serve(args)
+    except _UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return USAGE_EXIT
+    except BrokenPipeError:
+        # stdout went away (`realnet serve | head -1`): nothing left to tell anyone.
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
