@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/simnet demo
+	@echo
+	$(BIN)/simnet run --app http --clients 200 --requests 50 --seed 7 --latency 1ms --rcvbuf 4096 --sndbuf 4096
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -19,6 +19,7 @@ from simnet.server import syscalls as sc
 from simnet.server.apps import make_app
 from simnet.server.config import ServerConfig
 from simnet.server.machine import ServerMachine
+from simnet.trace import Recorder, TraceHeader, TraceWriter
 from simnet.workload import ClientStats, Workload, client_process, plan_clients
 
 SERVER_IP = "10.0.0.1"
@@ -68,13 +69,24 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
+        return not self.problems()
+
+    def problems(self) -> list[str]:
+        """What went wrong, one phrase each; empty for a clean run."""
         clients = self.clients
-        return (
-            self.finished
-            and self.open_fds_at_end == 0
-            and clients["wrong_responses"] == 0
-            and not any(name for name in clients["errors"] if name not in _EXPECTED_CLIENT_ERRORS)
-        )
+        found = []
+        if not self.finished:
+            found.append("the server did not exit by the time limit")
+        if self.open_fds_at_end:
+            found.append(f"{self.open_fds_at_end} fds left open")
+        if clients["wrong_responses"]:
+            found.append(f"{clients['wrong_responses']} wrong responses: " + "; ".join(clients["failures"]))
+        unexpected = {name: n for name, n in clients["errors"].items() if name not in _EXPECTED_CLIENT_ERRORS}
+        if unexpected:
+            found.append(f"client errors {_fmt_counts(unexpected)}")
+        if self.server_exit not in (None, "shutdown"):
+            found.append(f"server exit: {self.server_exit}")
+        return found
 
     def lines(self) -> list[str]:
         s, c, k = self.server, self.clients, self.kernel
@@ -119,14 +131,31 @@ def simulate(
     *,
     on_syscall: Callable[[sc.Syscall, sc.Result], None] | None = None,
     machine_factory: Callable[[ServerConfig, Any], Any] = ServerMachine,
+    trace_path: str | None = None,
 ) -> RunSummary:
+    """Run `config` to the end. With `trace_path`, the server's syscalls are recorded there as a
+    trace that `simnet replay` replays exactly."""
     net = Network(seed=config.seed, latency=config.latency)
     rng = net.rng
     server_host = net.host(SERVER_IP)
     workload = config.workload
     app = make_app(workload.app, **config.app_options)
-    machine = machine_factory(config.server_config(), app)
-    driver = SimDriver(server_host, machine, on_syscall=on_syscall)
+    server_config = config.server_config()
+    machine = machine_factory(server_config, app)
+    writer = None
+    driven: Any = machine
+    if trace_path is not None:
+        header = TraceHeader.create(
+            backend="simnet",
+            app=workload.app,
+            app_config=config.app_options,
+            server_config=server_config,
+            seed=config.seed,
+            meta={"workload": attrs.asdict(workload), "latency": config.latency},
+        )
+        writer = TraceWriter(trace_path, header)
+        driven = Recorder(machine, writer, flush_before_wait=False)
+    driver = SimDriver(server_host, driven, on_syscall=on_syscall)
     server_proc = server_host.process(driver.run())
 
     plans = plan_clients(workload, random.Random(rng.getrandbits(64)))
@@ -152,6 +181,8 @@ def simulate(
         driver.request_shutdown()
         net.run(until=net.now + 60, stop=server_proc)
         finished = driver.finished
+    if writer is not None:
+        writer.close()
     open_fds = len(server_host.fds)
     return RunSummary(
         seed=config.seed,
