@@ -97,7 +97,7 @@ class RunSummary:
             f"requests             {c['requests']} sent, {s['requests']} parsed by the server",
             f"responses            {c['responses']} correct, {c['wrong_responses']} wrong, {s['responses']} sent",
             f"clients              {c['completed']} completed, {c['early_closes']} closed early, "
-            f"{c['resets']} reset on purpose",
+            f"{c['resets']} reset on purpose, {c['retries']} retried after a keep-alive close",
             f"bytes                {s['bytes_in']} in, {s['bytes_out']} out (server)",
             f"EAGAIN               {s['eagain_recv']} on recv, {s['eagain_send']} on send",
             f"partial writes       {s['partial_writes']} ({s['epollout_waits']} waits for EPOLLOUT)",
@@ -160,6 +160,8 @@ def simulate(
 
     plans = plan_clients(workload, random.Random(rng.getrandbits(64)))
     stats = ClientStats()
+    for plan in plans:
+        stats.planned[plan.behaviour] = stats.planned.get(plan.behaviour, 0) + 1
     client_hosts = [net.host(f"10.0.1.{i + 1}") for i in range(max(1, -(-len(plans) // CLIENTS_PER_HOST)))]
     procs = [
         client_hosts[plan.client_id % len(client_hosts)].process(

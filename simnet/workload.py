@@ -11,6 +11,7 @@ one plan against a server on simulated sockets and checks every response it read
 from __future__ import annotations
 
 import collections
+import errno as errno_module
 import random
 import socket
 import struct
@@ -133,6 +134,7 @@ def plan_clients(workload: Workload, rng: random.Random) -> list[ClientPlan]:
 class ClientStats:
     """What the clients saw, summed over all of them."""
 
+    planned: dict[str, int] = attrs.field(factory=dict)  # behaviour -> clients planned with it
     started: int = 0
     connected: int = 0
     completed: int = 0  # every response read and correct
@@ -142,6 +144,7 @@ class ClientStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     early_closes: int = 0
+    retries: int = 0  # reused connections the server closed idle; the requests went again on a new one
     resets: int = 0  # resets the clients sent on purpose
     errors: dict[str, int] = attrs.field(factory=dict)  # errno name -> count, in first-seen order
     failures: list[str] = attrs.field(factory=list)  # the first few wrong responses, described
@@ -162,6 +165,7 @@ class ResponseReader:
         self.done: collections.deque[tuple[int, bytes]] = collections.deque()
         self._body: list[bytes] = []
         self._buffer = bytearray()
+        self._in_message = False
         if app == "http":
             import httptools
 
@@ -173,6 +177,12 @@ class ResponseReader:
         else:
             self._buffer += data
 
+    def idle(self) -> bool:
+        """No byte of a next response has arrived (so a close now raced our request)."""
+        if self.app == "http":
+            return not self.done and not self._in_message
+        return not self._buffer
+
     def take_echo(self, n: int) -> bytes | None:
         if len(self._buffer) < n:
             return None
@@ -183,73 +193,104 @@ class ResponseReader:
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._body = []
+        self._in_message = True
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         self.done.append((self._parser.get_status_code(), b"".join(self._body)))
 
 
 def client_process(
     host: Any, server: tuple[str, int], plan: ClientPlan, workload: Workload, stats: ClientStats
 ) -> Generator[Any, Any, None]:
-    """One client, as a simpy process on `host`: connect, send, read and check every response."""
+    """One client, as a simpy process on `host`: connect, send, read and check every response.
+
+    Like real HTTP clients (urllib3, browsers; RFC 9112 §9.3.1), a client whose reused
+    keep-alive connection is closed by the server before any byte of the next response arrives
+    -- the server's keep-alive timeout raced the request -- opens a new connection and sends the
+    unanswered requests again; `stats.retries` counts it. Each retry follows at least one answered
+    request, so retries always end. Any other EOF is a failure.
+    """
     env = host.net.env
     if plan.start_ns > env.now:
         yield env.timeout(plan.start_ns - env.now)
     stats.started += 1
-    sock = host.socket()
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        yield from sock.co.connect(server)
-        stats.connected += 1
-        reader = ResponseReader(workload.app)
-        sent = 0
-        exchanges = plan.exchanges
-        batch_no = 0
-        while sent < len(exchanges):
-            batch = exchanges[sent : sent + workload.pipeline]
-            for exchange in batch:
-                yield from sock.co.sendall(exchange.request)
-                stats.requests += 1
-                stats.bytes_sent += len(exchange.request)
-            sent += len(batch)
-            if plan.behaviour in ("early_close", "reset") and sent >= plan.stop_after:
-                if plan.behaviour == "reset":
-                    # Read a little of the response first, so the RST lands mid-response.
-                    yield from sock.co.recv(1)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    stats.resets += 1
-                else:
-                    stats.early_closes += 1
+    exchanges = plan.exchanges
+    answered = 0  # exchanges whose responses have been read and checked
+    batch_no = 0
+    connections = 0
+    while True:
+        sock = host.socket()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            answered_here = 0
+            reader = ResponseReader(workload.app)
+            yield from sock.co.connect(server)
+            connections += 1
+            if connections == 1:
+                stats.connected += 1
+            while answered < len(exchanges):
+                batch = exchanges[answered : answered + workload.pipeline]
+                for exchange in batch:
+                    yield from sock.co.sendall(exchange.request)
+                    stats.requests += 1
+                    stats.bytes_sent += len(exchange.request)
+                sent = answered + len(batch)
+                if plan.behaviour in ("early_close", "reset") and sent >= plan.stop_after:
+                    if plan.behaviour == "reset":
+                        # Read a little of the response first, so the RST lands mid-response.
+                        yield from sock.co.recv(1)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        stats.resets += 1
+                    else:
+                        stats.early_closes += 1
+                    sock.close()
+                    return
+                outcome, got = yield from _read_responses(sock, reader, batch, workload, plan, stats)
+                answered += got
+                answered_here += got
+                if outcome == "eof_before_response" and answered_here > 0 and reader.idle():
+                    break  # the server closed our idle keep-alive connection: reconnect, resend
+                if outcome != "ok":
+                    if outcome == "eof_before_response":
+                        stats.error("EOF_BEFORE_RESPONSE")
+                    sock.close()
+                    return
+                think = plan.think_ns[batch_no] if batch_no < len(plan.think_ns) else 0
+                batch_no += 1
+                if think:
+                    yield env.timeout(think)
+            else:
+                stats.completed += 1
                 sock.close()
                 return
-            ok = yield from _read_responses(sock, reader, batch, workload, plan, stats)
-            if not ok:
-                sock.close()
-                return
-            think = plan.think_ns[batch_no]
-            batch_no += 1
-            if think:
-                yield env.timeout(think)
-        stats.completed += 1
-        sock.close()
-    except OSError as exc:
-        import errno as errno_module
-
-        stats.error(errno_module.errorcode.get(exc.errno or 0, type(exc).__name__))
-        sock.close()
+            sock.close()
+            stats.retries += 1
+        except OSError as exc:
+            sock.close()
+            name = errno_module.errorcode.get(exc.errno or 0, type(exc).__name__)
+            if name in ("ECONNRESET", "EPIPE") and answered_here > 0 and reader.idle():
+                # The same race seen from the other side: our request reached a connection the
+                # server had closed, and its kernel answered with a RST.
+                stats.retries += 1
+                continue
+            stats.error(name)
+            return
 
 
 def _read_responses(
     sock: Any, reader: ResponseReader, batch: tuple[Exchange, ...], workload: Workload, plan: ClientPlan,
     stats: ClientStats,
-) -> Generator[Any, Any, bool]:
+) -> Generator[Any, Any, tuple[str, int]]:
+    """Read and check the responses to `batch`: ("ok" | "wrong" | "eof_before_response", how many
+    were read and correct)."""
     env = sock.net.env
     slow = plan.behaviour == "slow_reader"
     recv_size = 1024 if slow else workload.recv_size
-    for exchange in batch:
+    for done, exchange in enumerate(batch):
         while True:
             if workload.app == "http":
                 got = reader.done.popleft() if reader.done else None
@@ -260,8 +301,7 @@ def _read_responses(
                 break
             data = yield from sock.co.recv(recv_size)
             if not data:
-                stats.error("EOF_BEFORE_RESPONSE")
-                return False
+                return "eof_before_response", done
             stats.bytes_received += len(data)
             reader.feed(data)
             if slow:
@@ -274,6 +314,6 @@ def _read_responses(
                     f"client {plan.client_id}: expected {exchange.expect_status} with {len(exchange.expect_body)} "
                     f"bytes, got {status} with {len(body)} bytes"
                 )
-            return False
+            return "wrong", done
         stats.responses += 1
-    return True
+    return "ok", len(batch)
