@@ -25,3 +25,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Re-record traces/*.jsonl live: realnet serve driven by curl, wrk, http.client and raw sockets
+# (needs curl and wrk). tests/realnet/test_committed_traces.py replays them.
+.PHONY: traces
+traces: $(STAMP)
+	bash traces/record.sh
