@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import shlex
 import sys
 from typing import Any, NoReturn
 
@@ -206,7 +207,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"realnet: note: {config.host} is not a loopback address; other hosts can connect", file=sys.stderr)
 
     try:
-        outcome = serve(config, args.app, options, record=args.record, on_listening=announce)
+        outcome = serve(
+            config, args.app, options, record=args.record, on_listening=announce, meta={"command": args.command_line}
+        )
     except ValueError as exc:  # make_app's one-line message
         raise _UsageError(f"realnet serve: {exc}") from None
     except OSError as exc:  # the trace file cannot be created
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.command_line = shlex.join(["realnet", *(sys.argv[1:] if argv is None else argv)])
         if args.command is None:
             raise _UsageError("realnet: a command is required: serve (see realnet --help)")
         return cmd_serve(args)

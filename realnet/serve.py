@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -115,12 +114,7 @@ def serve(
             app_config=attrs.asdict(factory) if attrs.has(type(factory)) else dict(app_options or {}),
             server_config=config,
             clock_origin=time.monotonic_ns(),
-            meta={
-                "argv": list(sys.argv),
-                "kernel": platform.release(),
-                "python": platform.python_version(),
-            }
-            | (meta or {}),
+            meta={"kernel": platform.release(), "python": platform.python_version()} | (meta or {}),
         )
         writer = TraceWriter(record, header)
         stepper = Recorder(machine, writer)
