@@ -193,7 +193,7 @@ def _errno_text(name: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from realnet.serve import serve  # here, so that --help and argument errors stay fast
+    from realnet.server import serve  # here, so that --help and argument errors stay fast
 
     try:
         config = _config(args)
@@ -216,6 +216,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         where = exc.filename if exc.filename is not None else args.record
         print(f"realnet: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
         return USAGE_EXIT
+    except Exception as exc:  # noqa: BLE001 - a bug in the machine or the driver, not bad input
+        # Sockets are closed and the trace is flushed by now (serve's finally clauses); the
+        # trace ends with the result that made the machine fail, so `simnet replay` shows it.
+        kept = f"; the run so far is in {args.record} (simnet replay {args.record})" if args.record else ""
+        print(f"realnet: internal error: {type(exc).__name__}: {exc}{kept}", file=sys.stderr)
+        return 1
     if outcome.setup_failed:
         reason = outcome.machine.exit_reason or "setup failed"
         call, _, err = reason.partition(": ")

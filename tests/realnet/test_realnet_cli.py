@@ -56,3 +56,26 @@ def test_record_into_unwritable_place(capsys: pytest.CaptureFixture[str], tmp_pa
     assert main(["serve", "--app", "http", "--port", "0", "--record", str(blocker / "t.jsonl")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("realnet: cannot write ") and err.count("\n") == 1, err
+
+
+def test_a_machine_failure_is_one_line_and_the_trace_keeps_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path  # type: ignore[no-untyped-def]
+) -> None:
+    import realnet.server
+    from simnet.replay import replay_exact
+    from simnet.server.machine import ServerMachine
+
+    class Failing(ServerMachine):
+        def step(self, result):  # type: ignore[no-untyped-def]
+            if self.stats.syscalls >= 5:
+                raise RuntimeError("boom")
+            return super().step(result)
+
+    monkeypatch.setattr(realnet.server, "ServerMachine", Failing)
+    trace = tmp_path / "t.jsonl"
+    assert main(["serve", "--app", "http", "--port", "0", "--record", str(trace)]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("realnet: internal error: RuntimeError: boom; the run so far is in "), err
+    assert err.count("\n") == 1
+    report = replay_exact(trace)  # the real machine does not fail there: it replays what was recorded
+    assert report.ok and not report.exited and report.matched == 5, report.format()
