@@ -15,8 +15,11 @@ Some facts about Linux epoll that this model keeps (LINUX.md §4):
   re-polls them and drops them if they are no longer ready.
 * EPOLLONESHOT clears the item's events after one report; EPOLL_CTL_MOD re-arms it. ADD and MOD
   both poll at once, so an fd that is already ready is reported once even in ET mode.
-* Closing the (only) fd of a socket removes its registrations. (dup() is not modelled, so the
-  "events keep coming under the old fd number" trap of epoll(7) Q6 cannot arise here.)
+* An item is keyed by (fd, open file), not by the fd alone (epoll(7) Q6). Closing an fd does
+  not touch the interest set; only the file's last close does (eventpoll_release, from fput).
+  So closing the only fd of a socket removes its registrations, but while a dup() of it is
+  alive, events keep coming under the *old* fd number -- which epoll_ctl can no longer name
+  (EBADF), and which a new socket may be given and registered under again, beside the old item.
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ class Epoll:
         self.host = host
         self.net = host.net
         self.fd = -1
-        self.items: dict[int, EpItem] = {}
+        # (fd, the socket's file_id) -> item: ep_find's key is (file, fd).
+        self.items: dict[tuple[int, int], EpItem] = {}
         self.ready: list[EpItem] = []
         self.waiter: simpy.Event | None = None
         self._interrupted = False
@@ -129,17 +133,18 @@ class Epoll:
     def register(self, fd: Any, eventmask: int = DEFAULT_MASK) -> None:
         self._check_open()
         fd, sock = self._target(fd)
-        if fd in self.items:
+        key = (fd, sock.file_id)
+        if key in self.items:
             raise_errno(errno.EEXIST)
         item = EpItem(self, fd, sock, eventmask | EPOLLERR | EPOLLHUP)
-        self.items[fd] = item
+        self.items[key] = item
         sock.watchers.append(item)
         self._poll_now(item)
 
     def modify(self, fd: Any, eventmask: int) -> None:
         self._check_open()
         fd, sock = self._target(fd)
-        item = self.items.get(fd)
+        item = self.items.get((fd, sock.file_id))
         if item is None:
             raise_errno(errno.ENOENT)
         item.events = eventmask | EPOLLERR | EPOLLHUP
@@ -148,7 +153,7 @@ class Epoll:
     def unregister(self, fd: Any) -> None:
         self._check_open()
         fd, sock = self._target(fd)
-        item = self.items.pop(fd, None)
+        item = self.items.pop((fd, sock.file_id), None)
         if item is None:
             raise_errno(errno.ENOENT)
         self._forget(item)
@@ -163,12 +168,12 @@ class Epoll:
             item.ready = False
             self.ready.remove(item)
 
-    def forget_socket(self, sock: TcpSocket) -> None:
-        """The socket's last fd was closed: drop its registrations (eventpoll_release)."""
-        item = self.items.get(sock.fd)
-        if item is not None and item.sock is sock:
-            del self.items[sock.fd]
-            self._forget(item)
+    def forget(self, item: EpItem) -> None:
+        """The socket's last fd was closed: drop this registration of it (eventpoll_release)."""
+        key = (item.fd, item.sock.file_id)
+        if self.items.get(key) is item:
+            del self.items[key]
+        self._forget(item)
 
     def _poll_now(self, item: EpItem) -> None:
         # ep_insert / ep_modify poll the file at once and queue the item if it is ready.

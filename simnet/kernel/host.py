@@ -44,7 +44,7 @@ class Host:
         from simnet.kernel.tcp import TcpSocket
 
         sock = TcpSocket(self)
-        sock.fd = self.allocate_fd(sock)
+        sock._install_fd()
         if type & _socket.SOCK_NONBLOCK:
             sock.setblocking(False)
         return sock

@@ -104,6 +104,7 @@ class Network:
         self.log_segments = log_segments
         self.segment_log: list[LoggedSegment] = []
         self._next_conn_id = 1
+        self._next_file_id = 1
         # Counters a run summary reports; they cost a dict increment and are always on.
         self.counters: collections.Counter[str] = collections.Counter()
 
@@ -140,6 +141,13 @@ class Network:
         conn_id = self._next_conn_id
         self._next_conn_id += 1
         return conn_id
+
+    def new_file_id(self) -> int:
+        """A serial number for an open file (a socket), so that epoll can key its interest by
+        (fd, file) as Linux does without keying anything on id()."""
+        file_id = self._next_file_id
+        self._next_file_id += 1
+        return file_id
 
     # -- time ---------------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ One class holds both halves that Linux keeps apart: the `struct socket` a proces
 timeout, the SS_CONNECTING/SS_CONNECTED state of inet_stream_connect) and the `struct tcp_sock`
 the stack runs (TCP state, sequence numbers, queues, timers). An orphan -- a socket whose fd was
 closed while TCP still has work (FIN_WAIT, LAST_ACK, TIME_WAIT) -- is the same object with no fd.
+dup() adds a DupSocket: another fd for the same open file, which only checks its own fd and
+then runs this class's method bodies; the file is closed (tcp_close) when its last fd goes.
 
 Simplifications, each also listed in docs/fidelity.md:
 * Buffers count payload bytes, not skb truesize. The send buffer holds SO_SNDBUF bytes (Linux
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 import collections
 import errno
+import functools
 import socket as _socket
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from typing import TYPE_CHECKING, Any, Callable, Concatenate, Generator, ParamSpec, TypeVar
 
 from simnet.kernel.epoll import EpItem
 from simnet.kernel.errors import os_error, raise_errno, timeout_error
@@ -107,6 +110,24 @@ def _check_address(address: Any, what: str) -> tuple[str, int]:
     return _normalise_host(host), port
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _syscall(body: Callable[Concatenate[TcpSocket, _P], _R]) -> Callable[Concatenate[TcpSocket, _P], _R]:
+    """A socket-API method: the fd is looked up first (fdget: EBADF once this fd is closed), then
+    the body runs on the open file. A DupSocket runs the same bodies for its own fd through
+    `__wrapped__`, so the check is the only part that belongs to the fd."""
+
+    @functools.wraps(body)
+    def checked(self: TcpSocket, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self.closed_fd:
+            raise_errno(errno.EBADF)
+        return body(self, *args, **kwargs)
+
+    return checked
+
+
 class RequestSock:
     """A half-open connection on a listener (SYN received, SYN-ACK sent): struct request_sock."""
 
@@ -148,7 +169,9 @@ class TcpSocket:
         self.port_held = False
         self.user_bound = False  # SOCK_BINDPORT_LOCK: the port survives tcp_done
         self.orphan = False
-        self.closed_fd = False
+        self.closed_fd = False  # this object's fd is closed (other fds may still hold the file)
+        self.refs = 0  # fds referring to the open file: this object's and its dup()s' (f_count)
+        self.file_id = net.new_file_id()  # with an fd, the key of an epoll registration
         # options
         self.timeout_ns: int | None = None  # None: blocking; 0: non-blocking; >0: settimeout
         self.reuseaddr = False
@@ -283,15 +306,33 @@ class TcpSocket:
         if self.closed_fd:
             raise_errno(errno.EBADF)
 
+    def _install_fd(self) -> int:
+        """The socket's first fd (socket() or accept()): the lowest free one (alloc_fd)."""
+        self.fd = self.host.allocate_fd(self)
+        self.refs = 1
+        return self.fd
+
+    @_syscall
+    def dup(self) -> DupSocket:
+        """dup(2): a new fd for the same open file. The socket lives until its last fd is
+        closed, and epoll keys its interest by (fd, file), so a registration made through one
+        fd survives that fd's close while another fd holds the file (epoll(7) Q6, LINUX.md §4).
+
+        The blocking mode and timeout stay with the file, as O_NONBLOCK does in Linux; CPython
+        keeps the timeout per object, which differs only when dups get different timeouts.
+        """
+        self.refs += 1
+        return DupSocket(self, self.host.allocate_fd(self))
+
+    @_syscall
     def setblocking(self, flag: bool) -> None:
-        self._check_fd()
         self.timeout_ns = None if flag else 0
 
     def getblocking(self) -> bool:
         return self.timeout_ns != 0
 
+    @_syscall
     def settimeout(self, value: float | None) -> None:
-        self._check_fd()
         if value is None:
             self.timeout_ns = None
             return
@@ -304,8 +345,8 @@ class TcpSocket:
 
     # -- bind / listen ------------------------------------------------------------------------
 
+    @_syscall
     def bind(self, address: tuple[str, int]) -> None:
-        self._check_fd()
         ip, port = _check_address(address, "bind")
         try:
             if self.port_held or self.state != CLOSED:
@@ -333,8 +374,8 @@ class TcpSocket:
             self.host.free_port(self, self.local[1])
             self.port_held = False
 
+    @_syscall
     def listen(self, backlog: int = min(_socket.SOMAXCONN, 128)) -> None:
-        self._check_fd()
         if not isinstance(backlog, int):
             raise TypeError(f"'{type(backlog).__name__}' object cannot be interpreted as an integer")
         if not -(2**31) <= backlog < 2**31:
@@ -367,14 +408,14 @@ class TcpSocket:
             raise_errno(errno.EAGAIN)
         child = self.accept_queue.popleft()
         child.parent = None
-        child.fd = self.host.allocate_fd(child)
+        child._install_fd()
         # accept() without SOCK_NONBLOCK returns a blocking socket (accept(2); Python does too).
         child.timeout_ns = None
         assert child.remote is not None
         return child, child.remote
 
+    @_syscall
     def accept(self) -> tuple[TcpSocket, Address]:
-        self._check_fd()
         return self._blocking_call(self._accept_now, KEY_IN, "accept")
 
     # -- connect ------------------------------------------------------------------------------
@@ -441,8 +482,8 @@ class TcpSocket:
         backoff = self.retries - linear if self.retries > linear else 0
         self._arm_rto(self.rto_ns << backoff)
 
+    @_syscall
     def connect(self, address: tuple[str, int]) -> None:
-        self._check_fd()
         code = self._connect(address, "connect")
         if code:
             raise os_error(code)
@@ -510,16 +551,16 @@ class TcpSocket:
         self._output()
         return n
 
+    @_syscall
     def send(self, data: bytes, flags: int = 0) -> int:
-        self._check_fd()
         data = _as_bytes(data)
         if self.timeout_ns is None and not flags & _socket.MSG_DONTWAIT:
             # A blocking send queues everything (sleeping for memory), unless an error stops it.
             return self._blocking_send(data, "send")
         return self._blocking_call(lambda: self._send_now(data), KEY_OUT, "send", flags)
 
+    @_syscall
     def sendall(self, data: bytes, flags: int = 0) -> None:
-        self._check_fd()
         data = _as_bytes(data)
         if self.timeout_ns is None:
             self._blocking_send(data, "sendall")
@@ -605,8 +646,8 @@ class TcpSocket:
             raise_errno(errno.ENOTCONN)
         raise_errno(errno.EAGAIN)
 
+    @_syscall
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        self._check_fd()
         if not isinstance(bufsize, int):
             raise TypeError(f"'{type(bufsize).__name__}' object cannot be interpreted as an integer")
         if bufsize < 0:
@@ -636,8 +677,8 @@ class TcpSocket:
 
     # -- shutdown and close -------------------------------------------------------------------
 
+    @_syscall
     def shutdown(self, how: int) -> None:
-        self._check_fd()
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
             raise_errno(errno.EINVAL)
         try:
@@ -678,18 +719,25 @@ class TcpSocket:
     def close(self) -> None:
         if self.closed_fd:
             return
+        self.host.release_fd(self.fd)
+        self.fd = -1
+        self.closed_fd = True
+        self._release_ref()
+
+    def _release_ref(self) -> None:
+        """An fd referring to this socket was closed; the last one closes the socket (fput)."""
+        self.refs -= 1
+        if self.refs > 0:
+            return
         try:
             self._close()
         finally:
             self.net.drain()
 
     def _close(self) -> None:
-        host = self.host
+        """sock_close on the last reference: epoll forgets the file, then tcp_close."""
         for item in list(self.watchers):
-            item.epoll.forget_socket(self)
-        host.release_fd(self.fd)
-        self.fd = -1
-        self.closed_fd = True
+            item.epoll.forget(item)  # eventpoll_release: every (fd, file) key of this file
         self.orphan = True
         state = self.state
         if state == LISTEN:
@@ -743,18 +791,18 @@ class TcpSocket:
 
     # -- names and options --------------------------------------------------------------------
 
+    @_syscall
     def getsockname(self) -> Address:
-        self._check_fd()
         return self.local if self.local else ("0.0.0.0", 0)
 
+    @_syscall
     def getpeername(self) -> Address:
-        self._check_fd()
         if self.remote is None or self.state in (CLOSED, LISTEN, SYN_SENT):
             raise_errno(errno.ENOTCONN)
         return self.remote
 
+    @_syscall
     def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
-        self._check_fd()
         if isinstance(value, (bytes, bytearray, memoryview)):
             raw = bytes(value)
             intval = struct.unpack("i", raw[:4])[0] if len(raw) >= 4 else 0
@@ -802,8 +850,8 @@ class TcpSocket:
         else:
             raise_errno(errno.ENOPROTOOPT)
 
+    @_syscall
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
-        self._check_fd()
         value: int
         if level == _socket.SOL_SOCKET:
             if optname == _socket.SO_RCVBUF:
@@ -1450,6 +1498,94 @@ class TcpSocket:
         return [(self.state, len(self.rcvq), unsent_and_unacked, fmt(self.local), fmt(self.remote))]
 
 
+def _forward(body: Callable[Concatenate[TcpSocket, _P], _R]) -> Callable[Concatenate[DupSocket, _P], _R]:
+    """TcpSocket's method `body` (a @_syscall), called through a DupSocket's own fd."""
+    raw: Callable[Concatenate[TcpSocket, _P], _R] = body.__wrapped__  # type: ignore[attr-defined]
+
+    @functools.wraps(raw)
+    def through_dup(self: DupSocket, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self.closed_fd:
+            raise_errno(errno.EBADF)
+        return raw(self._sock, *args, **kwargs)
+
+    return through_dup
+
+
+class DupSocket:
+    """Another fd for a TcpSocket's open file, made by dup(): Python's socket API on its own fd.
+
+    Each call checks this object's fd, then runs TcpSocket's own method body on the shared
+    socket, so the two objects can never disagree about TCP state. close() drops this fd's
+    reference; the last reference, through whichever object, closes the socket.
+    """
+
+    def __init__(self, sock: TcpSocket, fd: int) -> None:
+        self._sock = sock
+        self.fd = fd
+        self.closed_fd = False
+        self.family, self.type, self.proto = sock.family, sock.type, sock.proto
+        self.co = SocketCoroutines(sock, self)
+
+    def __repr__(self) -> str:
+        return repr(self._sock).replace(f"fd={self._sock.fd}", f"fd={self.fd}", 1)
+
+    def __enter__(self) -> DupSocket:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def _check_fd(self) -> None:
+        if self.closed_fd:
+            raise_errno(errno.EBADF)
+
+    def close(self) -> None:
+        if self.closed_fd:
+            return
+        self._sock.host.release_fd(self.fd)
+        self.fd = -1
+        self.closed_fd = True
+        self._sock._release_ref()
+
+    def connect_ex(self, address: tuple[str, int]) -> int:
+        if self.closed_fd:
+            return errno.EBADF
+        return self._sock._connect(address, "connect_ex")
+
+    def getblocking(self) -> bool:
+        return self._sock.getblocking()
+
+    def gettimeout(self) -> float | None:
+        return self._sock.gettimeout()
+
+    def recv_into(self, buffer: bytearray | memoryview, nbytes: int = 0, flags: int = 0) -> int:
+        data = self.recv(nbytes or len(buffer), flags)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def detach(self) -> int:
+        raise NotImplementedError("simnet sockets cannot be detached from their simulated host")
+
+    setblocking = _forward(TcpSocket.setblocking)
+    settimeout = _forward(TcpSocket.settimeout)
+    bind = _forward(TcpSocket.bind)
+    listen = _forward(TcpSocket.listen)
+    accept = _forward(TcpSocket.accept)
+    connect = _forward(TcpSocket.connect)
+    send = _forward(TcpSocket.send)
+    sendall = _forward(TcpSocket.sendall)
+    recv = _forward(TcpSocket.recv)
+    shutdown = _forward(TcpSocket.shutdown)
+    getsockname = _forward(TcpSocket.getsockname)
+    getpeername = _forward(TcpSocket.getpeername)
+    setsockopt = _forward(TcpSocket.setsockopt)
+    getsockopt = _forward(TcpSocket.getsockopt)
+    dup = _forward(TcpSocket.dup)
+
+
 def _as_bytes(data: Any) -> bytes:
     if isinstance(data, bytes):
         return data
@@ -1462,8 +1598,9 @@ class SocketCoroutines:
     """Blocking calls for simulated processes, which must not block the simpy loop:
     `data = yield from sock.co.recv(4096)`. Non-blocking sockets behave as their plain methods."""
 
-    def __init__(self, sock: TcpSocket) -> None:
+    def __init__(self, sock: TcpSocket, handle: TcpSocket | DupSocket | None = None) -> None:
         self._sock = sock
+        self._handle = sock if handle is None else handle  # whose fd the calls go through
 
     def _call(self, attempt: Callable[[], Any], want: int) -> Generator[Any, Any, Any]:
         sock = self._sock
@@ -1478,16 +1615,16 @@ class SocketCoroutines:
         return (yield from sock._retry_gen(attempt, want))
 
     def accept(self) -> Generator[Any, Any, tuple[TcpSocket, Address]]:
-        self._sock._check_fd()
+        self._handle._check_fd()
         return (yield from self._call(self._sock._accept_now, KEY_IN))
 
     def recv(self, bufsize: int, flags: int = 0) -> Generator[Any, Any, bytes]:
-        self._sock._check_fd()
+        self._handle._check_fd()
         return (yield from self._call(lambda: self._sock._recv_now(bufsize, flags), KEY_IN))
 
     def send(self, data: bytes) -> Generator[Any, Any, int]:
         sock = self._sock
-        sock._check_fd()
+        self._handle._check_fd()
         data = _as_bytes(data)
         if sock.timeout_ns is None:
             return (yield from self.sendall(data))
@@ -1495,7 +1632,7 @@ class SocketCoroutines:
 
     def sendall(self, data: bytes) -> Generator[Any, Any, int]:
         sock = self._sock
-        sock._check_fd()
+        self._handle._check_fd()
         data = _as_bytes(data)
         try:
             sent = sock._send_some(data, 0)
@@ -1507,7 +1644,7 @@ class SocketCoroutines:
 
     def connect(self, address: tuple[str, int]) -> Generator[Any, Any, None]:
         sock = self._sock
-        sock._check_fd()
+        self._handle._check_fd()
         address = _check_address(address, "connect")
         try:
             code = sock._connect_step(address, True)
