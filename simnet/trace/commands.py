@@ -7,9 +7,10 @@
     args = parser.parse_args()
     sys.exit(args.func(args))
 
-Exit status: 0 all well, 1 the replay diverged, 2 bad input. Bad input -- a malformed trace, a
-missing file, a factory that cannot be imported -- is one line on stderr (`path:line: problem`)
-and never a traceback: the user's mistake is not our crash.
+Exit status: 0 all well, 1 the replay diverged (or, with `--sim`, a connection's response stream
+differs from the recorded one), 2 bad input. Bad input -- a malformed trace, a missing file, a
+factory that cannot be imported, a bad option value -- is one line on stderr (`path:line:
+problem`) and never a traceback: the user's mistake is not our crash.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Build the server machine the trace's header describes, hand it the recorded results "
             "and check that it asks for exactly the recorded syscalls. Exit status 0: all matched; "
-            "1: the first divergence is printed; 2: the trace is malformed."
+            "1: the first divergence is printed; 2: the trace is malformed. "
+            "With --sim, re-simulate instead: take the clients' behaviour out of the trace (when "
+            "each connected, what it sent and when, how it ended, how fast it read), run it against "
+            "the same app and config in simnet, and compare each connection's response stream with "
+            "the recorded one; exit status 0: all equal (a reset connection may be cut at another "
+            "byte), 1: a stream differs. See docs/resim.md."
         ),
     )
     parser.add_argument("trace", help="the trace file (JSON Lines, see docs/trace-format.md)")
@@ -49,6 +55,33 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="print the traceback when the machine raised"
+    )
+    sim = parser.add_argument_group("re-simulation (--sim)")
+    # Option values are taken as text and checked in _cmd_resim, so that a bad one is one line
+    # on stderr like every other bad input (argparse would print its usage block first).
+    sim.add_argument(
+        "--sim",
+        action="store_true",
+        help="re-simulate the trace's clients in simnet instead of replaying exactly",
+    )
+    sim.add_argument("--seed", metavar="N", help="the simulated network's seed (default 0)")
+    sim.add_argument(
+        "--latency",
+        metavar="DURATION",
+        help="one-way latency between clients and server: 1ms, 250us, 0.5s (default 0)",
+    )
+    sim.add_argument("--rcvbuf", metavar="BYTES", help="override the server's SO_RCVBUF")
+    sim.add_argument("--sndbuf", metavar="BYTES", help="override the server's SO_SNDBUF")
+    sim.add_argument(
+        "--trace", dest="trace_out", metavar="OUT.jsonl", help="write the simulated server's trace here"
+    )
+    sim.add_argument(
+        "--asap",
+        action="store_true",
+        help="send each client's data as soon as it is connected, not at the recorded times",
+    )
+    sim.add_argument(
+        "--no-pace", action="store_true", help="clients read as fast as they can, not at the recorded rate"
     )
     parser.set_defaults(func=cmd_replay)
     return parser
@@ -94,7 +127,36 @@ def _load_factory(spec: str) -> Callable[..., Any]:
     return factory  # type: ignore[no-any-return]
 
 
+_SIM_OPTIONS = ("seed", "latency", "rcvbuf", "sndbuf", "trace_out", "asap", "no_pace")
+
+
+def _sim_option_given(args: argparse.Namespace) -> str | None:
+    for name in _SIM_OPTIONS:
+        value = getattr(args, name, None)
+        if value not in (None, False):
+            return "--trace" if name == "trace_out" else "--" + name.replace("_", "-")
+    return None
+
+
+def _int_option(name: str, text: str | None, *, positive: bool) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = None
+    if value is None or (positive and value <= 0):
+        what = "a positive number of bytes" if positive else "an integer"
+        raise ValueError(f"--{name} {text!r}: expected {what}")
+    return value
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if getattr(args, "sim", False):
+        return _cmd_resim(args)
+    given = _sim_option_given(args)
+    if given is not None:
+        return _bad_input(f"simnet replay: {given} applies only to a re-simulation: add --sim")
     from simnet.replay import replay_exact  # not at import time: simnet.replay imports simnet.trace
 
     try:
@@ -118,6 +180,48 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(report.divergence.traceback, end="")
         return EXIT_DIVERGED
     return EXIT_OK
+
+
+def _cmd_resim(args: argparse.Namespace) -> int:
+    """`simnet replay --sim`: re-simulate, print one line per connection and a total."""
+    from simnet.resim import parse_duration, resimulate
+
+    if args.machine:
+        return _bad_input(
+            "simnet replay: --machine cannot be combined with --sim (it builds the app from the header)"
+        )
+    try:
+        seed = _int_option("seed", args.seed, positive=False)
+        rcvbuf = _int_option("rcvbuf", args.rcvbuf, positive=True)
+        sndbuf = _int_option("sndbuf", args.sndbuf, positive=True)
+        try:
+            latency = None if args.latency is None else parse_duration(args.latency)
+        except ValueError as exc:
+            raise ValueError(f"--latency {exc}") from None
+        del latency  # checked here for a one-line message; resimulate parses the same text
+    except ValueError as exc:
+        return _bad_input(f"simnet replay: {exc}")
+    try:
+        report = resimulate(
+            args.trace,
+            seed=seed or 0,
+            latency=args.latency,
+            rcvbuf=rcvbuf,
+            sndbuf=sndbuf,
+            trace_out=args.trace_out,
+            timing="asap" if args.asap else "recorded",
+            pace_reads=not args.no_pace,
+        )
+    except TraceError as exc:
+        return _bad_input(str(exc))
+    except OSError as exc:
+        name = exc.filename if exc.filename is not None else args.trace
+        verb = "cannot write" if args.trace_out is not None and name == args.trace_out else "cannot read"
+        return _bad_input(f"{name}: {verb}: {exc.strerror or exc}")
+    except ValueError as exc:
+        return _bad_input(f"simnet replay: {exc}")
+    print(report.format())
+    return EXIT_OK if report.ok else EXIT_DIVERGED
 
 
 def cmd_show(args: argparse.Namespace) -> int:
