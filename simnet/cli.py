@@ -2,6 +2,7 @@
 
     simnet demo                      the socket mechanics, step by step, on two simulated hosts
     simnet run --app http --clients 200 --requests 50 --seed 7 --latency 1ms --rcvbuf 4096
+    simnet sweep --seeds 0-999 --jobs 2 --check-determinism
     simnet replay TRACE              exact replay (--sim: re-simulation)
     simnet show TRACE                a per-connection timeline
 
@@ -17,6 +18,8 @@ import shlex
 import sys
 import time
 from typing import Any
+
+import attrs
 
 from simnet.trace.commands import EXIT_BAD_INPUT, add_replay_parser, add_show_parser, cmd_replay, cmd_show
 
@@ -50,74 +53,106 @@ def fraction(text: str) -> float:
     return value
 
 
+def _add_scenario_options(p: argparse.ArgumentParser) -> None:
+    """The options that describe a simulated run: shared by `run` and `sweep`."""
+    p.add_argument("--config", metavar="RUN.json", help="a run configuration file (a failure file, say); "
+                   "options given as well override it")
+    p.add_argument("--app", choices=("http", "echo"))
+    p.add_argument("--clients", type=int)
+    p.add_argument("--requests", type=int, help="requests per connection")
+    p.add_argument("--pipeline", type=int, help="requests in flight per connection")
+    p.add_argument("--arrival-window", type=duration, help="clients arrive (Poisson) within it")
+    p.add_argument("--think-time", type=duration, help="mean pause between request batches")
+    p.add_argument("--request-size", type=size, help="echo payload / POST body size")
+    p.add_argument("--response-size", type=size, help="mean /bytes/N size (http)")
+    p.add_argument("--slow-readers", type=fraction, help="share of clients reading slowly")
+    p.add_argument("--read-rate", type=size, help="a slow reader's bytes per second")
+    p.add_argument("--early-closers", type=fraction, help="share closing before their responses")
+    p.add_argument("--resetters", type=fraction, help="share resetting (SO_LINGER 0) mid-response")
+    p.add_argument("--latency", type=duration, help="one-way link latency (default 1ms)")
+    p.add_argument("--rcvbuf", type=size, help="server SO_RCVBUF (default: autotuning)")
+    p.add_argument("--sndbuf", type=size, help="server SO_SNDBUF (default: autotuning)")
+    p.add_argument("--backlog", type=int)
+    p.add_argument("--max-connections", type=int)
+    p.add_argument("--output-cap", type=size, help="per-connection pending output cap")
+    p.add_argument("--edge-triggered", action="store_const", const=True, help="EPOLLET instead of level-triggered")
+    p.add_argument("--machine", metavar="MODULE:FACTORY", help="run a machine variant instead of ServerMachine")
+
+
+# `simnet run` with no options: the issue's example, 200 HTTP clients.
+RUN_DEFAULTS = {"seed": 7, "clients": 200, "requests": 20}
+
+_WORKLOAD_OPTIONS = (
+    "app", "clients", "requests", "pipeline", "arrival_window", "think_time", "request_size", "response_size",
+    "slow_readers", "read_rate", "early_closers", "resetters",
+)  # fmt: skip
+_RUN_OPTIONS = ("seed", "latency", "rcvbuf", "sndbuf", "backlog", "max_connections", "output_cap", "edge_triggered",
+                "machine")  # fmt: skip
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The RunConfig the options describe: a --config file, else the defaults, with each option
+    given on the command line laid over it. ValueError (one line) on a bad file or value."""
+    import json
+
+    from simnet.run import RunConfig
+
+    if args.config:
+        try:
+            with open(args.config, encoding="utf-8") as file:
+                base = RunConfig.from_json(json.load(file))
+        except OSError as exc:
+            raise ValueError(f"{args.config}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{args.config}:{exc.lineno}: bad JSON: {exc.msg}") from None
+        except ValueError as exc:
+            raise ValueError(f"{args.config}: {exc}") from None
+    else:
+        base = RunConfig(seed=RUN_DEFAULTS["seed"])
+        base = attrs.evolve(base, workload=attrs.evolve(base.workload, **{
+            k: v for k, v in RUN_DEFAULTS.items() if k != "seed"
+        }))
+    workload_changes = {k: getattr(args, k) for k in _WORKLOAD_OPTIONS if getattr(args, k, None) is not None}
+    if "read_rate" in workload_changes:
+        workload_changes["read_rate"] = float(workload_changes["read_rate"])
+    run_changes = {k: getattr(args, k) for k in _RUN_OPTIONS if getattr(args, k, None) is not None}
+    try:
+        config = attrs.evolve(base, workload=attrs.evolve(base.workload, **workload_changes), **run_changes)
+        config.server_config()  # validates the server's share of the options now
+        if config.machine is not None:
+            from simnet.run import load_object
+
+            load_object(config.machine)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    return config
+
+
 def _add_run_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "run",
         help="simulate a server and a seeded population of clients; print what happened",
-        description="Run the server machine on a simulated host against seeded clients, then print a summary.",
+        description="Run the server machine on a simulated host against seeded clients, then print a summary. "
+        "Without options: 200 HTTP clients, 20 requests each, seed 7.",
     )
-    p.add_argument("--app", choices=("http", "echo"), default="http")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--clients", type=int, default=200)
-    p.add_argument("--requests", type=int, default=20, help="requests per connection")
-    p.add_argument("--pipeline", type=int, default=1, help="requests in flight per connection")
-    p.add_argument("--arrival-window", type=duration, default=1.0, help="clients arrive (Poisson) within it")
-    p.add_argument("--think-time", type=duration, default=0.0, help="mean pause between request batches")
-    p.add_argument("--request-size", type=size, default=64, help="echo payload / POST body size")
-    p.add_argument("--response-size", type=size, default=4096, help="mean /bytes/N size (http)")
-    p.add_argument("--slow-readers", type=fraction, default=0.0, help="share of clients reading slowly")
-    p.add_argument("--read-rate", type=size, default=16384, help="a slow reader's bytes per second")
-    p.add_argument("--early-closers", type=fraction, default=0.0, help="share closing before their responses")
-    p.add_argument("--resetters", type=fraction, default=0.0, help="share resetting (SO_LINGER 0) mid-response")
-    p.add_argument("--latency", type=duration, default=0.001, help="one-way link latency (default 1ms)")
-    p.add_argument("--rcvbuf", type=size, default=None, help="server SO_RCVBUF (default: autotuning)")
-    p.add_argument("--sndbuf", type=size, default=None, help="server SO_SNDBUF (default: autotuning)")
-    p.add_argument("--backlog", type=int, default=128)
-    p.add_argument("--max-connections", type=int, default=1024)
-    p.add_argument("--output-cap", type=size, default=256 * 1024, help="per-connection pending output cap")
-    p.add_argument("--edge-triggered", action="store_true", help="EPOLLET instead of level-triggered")
+    p.add_argument("--seed", type=int)
+    _add_scenario_options(p)
     p.add_argument("--trace", metavar="OUT.jsonl", default=None, help="write the server's syscall trace")
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     # Imported here so `simnet show` and `simnet replay` start without the kernel.
-    from simnet.run import RunConfig, simulate
-    from simnet.workload import Workload
+    from simnet.run import simulate
 
     try:
-        workload = Workload(
-            app=args.app,
-            clients=args.clients,
-            requests=args.requests,
-            pipeline=args.pipeline,
-            arrival_window=args.arrival_window,
-            think_time=args.think_time,
-            request_size=args.request_size,
-            response_size=args.response_size,
-            slow_readers=args.slow_readers,
-            read_rate=float(args.read_rate),
-            early_closers=args.early_closers,
-            resetters=args.resetters,
-        )
-        config = RunConfig(
-            seed=args.seed,
-            workload=workload,
-            latency=args.latency,
-            rcvbuf=args.rcvbuf,
-            sndbuf=args.sndbuf,
-            backlog=args.backlog,
-            max_connections=args.max_connections,
-            output_cap=args.output_cap,
-            edge_triggered=args.edge_triggered,
-        )
-        config.server_config()  # validates the server's share of the options now
-    except (ValueError, TypeError) as exc:
+        config = config_from_args(args)
+    except ValueError as exc:
         print(f"simnet run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     started = time.perf_counter()
     try:
-        summary = simulate(config, trace_path=args.trace)
+        summary = simulate(config, trace=args.trace)
     except OSError as exc:  # the trace file could not be written
         print(f"simnet run: {args.trace}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -129,13 +164,70 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"events per second    {summary.events / wall:,.0f}" if wall else "")
     if args.trace:
         print(f"trace                {args.trace} (simnet replay {shlex.quote(args.trace)})")
-    reproduce = "simnet " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "simnet run"
     if summary.ok:
         print(f"result               ok (seed {summary.seed})")
         return 0
     print(f"result               FAILED: {'; '.join(summary.problems())}")
-    print(f"reproduce            {reproduce}")
+    print(f"reproduce            {reproduce_command(args)}")
     return 1
+
+
+def reproduce_command(args: argparse.Namespace, seed: int | None = None) -> str:
+    """`simnet run ...` with the options that were given (and `seed` in place of --seed)."""
+    words = ["simnet", "run"]
+    if args.config:
+        words += ["--config", args.config]
+    for name in ("seed", *_WORKLOAD_OPTIONS, *_RUN_OPTIONS):
+        value = seed if name == "seed" and seed is not None else getattr(args, name, None)
+        if value is None or name == "seed" and value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _add_sweep_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="run a scenario over many seeds across processes; summarise failures",
+        description="Run the scenario the options describe once per seed, across --jobs processes, with a "
+        "progress bar on stderr; print each failing seed with the command that reproduces it.",
+    )
+    p.add_argument("--seeds", required=True, help="e.g. 0-9999, or 1,5,9-12")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--check-determinism", action="store_true",
+                   help="run every seed twice and compare the syscall traces byte for byte")
+    _add_scenario_options(p)
+    p.set_defaults(func=cmd_sweep, seed=None)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from simnet.sweep import ProgressBar, parse_seeds, sweep
+
+    try:
+        seeds = parse_seeds(args.seeds)
+        config = config_from_args(args)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
+    except ValueError as exc:
+        print(f"simnet sweep: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    started = time.perf_counter()
+    results = sweep(config, seeds, jobs=args.jobs, check_determinism=args.check_determinism, progress=ProgressBar())
+    wall = time.perf_counter() - started
+    failing = [r for r in results if not r.ok]
+    checked = ", each run twice and compared byte for byte" if args.check_determinism else ""
+    print(f"{len(results)} seeds in {wall:.1f} s ({args.jobs} jobs{checked}): "
+          f"{len(results) - len(failing)} ok, {len(failing)} failing")
+    for result in failing[:50]:
+        why = list(result.problems)
+        if result.deterministic is False:
+            why.insert(0, "NOT DETERMINISTIC: two runs gave different traces")
+        print(f"  seed {result.seed}: {'; '.join(why)}")
+        print(f"    reproduce: {reproduce_command(args, seed=result.seed)}")
+    if len(failing) > 50:
+        print(f"  ... and {len(failing) - 50} more")
+    return 1 if failing else 0
 
 
 def _add_demo_parser(subparsers: Any) -> None:
@@ -159,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo_parser(subparsers)
     _add_run_parser(subparsers)
+    _add_sweep_parser(subparsers)
     add_replay_parser(subparsers)
     add_show_parser(subparsers)
     return parser

@@ -8,8 +8,11 @@ returns a `RunSummary` -- a value, identical for identical configs.
 
 from __future__ import annotations
 
+import importlib
+import os
 import random
-from typing import Any, Callable
+import sys
+from typing import IO, Any, Callable
 
 import attrs
 
@@ -40,6 +43,37 @@ class RunConfig:
     backlog: int = 128
     app_options: dict[str, Any] = attrs.field(factory=dict)
     time_limit: float = 3600.0  # virtual seconds: a run that has not finished by then is stopped
+    # "MODULE:FACTORY" of a machine variant to run instead of ServerMachine -- a user's own, or a
+    # deliberately broken one in a test -- called as FACTORY(server_config, app_factory).
+    machine: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain-JSON form that `from_json` reads back (for failure files and `--config`)."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> RunConfig:
+        """Build from `to_json`'s form; ValueError naming the field on anything else."""
+        if not isinstance(obj, dict):
+            raise ValueError("a run configuration is a JSON object")
+        known = {field.name for field in attrs.fields(cls)}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r} (fields: {', '.join(sorted(known))})")
+        fields = dict(obj)
+        if "workload" in fields:
+            workload = fields["workload"]
+            if not isinstance(workload, dict):
+                raise ValueError("'workload' must be an object")
+            wknown = {field.name for field in attrs.fields(Workload)}
+            wunknown = sorted(set(workload) - wknown)
+            if wunknown:
+                raise ValueError(f"unknown workload field {wunknown[0]!r}")
+            fields["workload"] = Workload(**workload)
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
 
     def server_config(self) -> ServerConfig:
         return ServerConfig(
@@ -121,6 +155,24 @@ def _fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
 
 
+def load_object(spec: str) -> Any:
+    """`MODULE:NAME` -> the object; ValueError with a one-line message. The working directory
+    is importable, as under `python -m`, so a test module names its machine variants plainly."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ValueError(f"{spec!r}: expected MODULE:NAME, e.g. tests.sweep.broken:ForgetsPartialWrites")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"{spec!r}: cannot import {module_name}: {exc}") from None
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ValueError(f"{spec!r}: {module_name} has no {name!r}") from None
+
+
 def events_scheduled(env: Any) -> int:
     """How many events simpy has scheduled so far: its id counter, read without consuming it."""
     return int(env._eid.__reduce__()[1][0])
@@ -131,20 +183,22 @@ def simulate(
     *,
     on_syscall: Callable[[sc.Syscall, sc.Result], None] | None = None,
     machine_factory: Callable[[ServerConfig, Any], Any] = ServerMachine,
-    trace_path: str | None = None,
+    trace: str | os.PathLike[str] | IO[bytes] | None = None,
 ) -> RunSummary:
-    """Run `config` to the end. With `trace_path`, the server's syscalls are recorded there as a
-    trace that `simnet replay` replays exactly."""
+    """Run `config` to the end. With `trace` (a path or a binary file), the server's syscalls are
+    recorded there as a trace that `simnet replay` replays exactly."""
     net = Network(seed=config.seed, latency=config.latency)
     rng = net.rng
     server_host = net.host(SERVER_IP)
     workload = config.workload
     app = make_app(workload.app, **config.app_options)
     server_config = config.server_config()
+    if config.machine is not None and machine_factory is ServerMachine:
+        machine_factory = load_object(config.machine)
     machine = machine_factory(server_config, app)
     writer = None
     driven: Any = machine
-    if trace_path is not None:
+    if trace is not None:
         header = TraceHeader.create(
             backend="simnet",
             app=workload.app,
@@ -153,7 +207,7 @@ def simulate(
             seed=config.seed,
             meta={"workload": attrs.asdict(workload), "latency": config.latency},
         )
-        writer = TraceWriter(trace_path, header)
+        writer = TraceWriter(trace, header)
         driven = Recorder(machine, writer, flush_before_wait=False)
     driver = SimDriver(server_host, driven, on_syscall=on_syscall)
     server_proc = server_host.process(driver.run())
