@@ -136,12 +136,15 @@ class Host:
         if sock is not None:
             sock.segment_arrived(seg)
             return
-        port = seg.dst[1]
-        listener = self.listeners.get(seg.dst) or self.listeners.get(("0.0.0.0", port))
+        listener = self.listener_for(seg.dst)
         if listener is not None:
             listener.listener_segment(seg)
             return
         self.send_reset_for(seg)
+
+    def listener_for(self, local: Address) -> TcpSocket | None:
+        """The listener a SYN to `local` reaches: bound to that address, else to 0.0.0.0."""
+        return self.listeners.get(local) or self.listeners.get(("0.0.0.0", local[1]))
 
     def send_reset_for(self, seg: Segment) -> None:
         """tcp_v4_send_reset: answer a segment that matches no socket. Never answer a RST."""

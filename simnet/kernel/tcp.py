@@ -455,7 +455,7 @@ class TcpSocket:
         self.remote = (ip, port)
         self.conn_id = self.net.new_conn_id()
         self.host.connections[(self.local, self.remote)] = self
-        self.iss = self.net.rng.getrandbits(31)
+        self.iss = self.net.isn(self.local, self.remote)
         self.snd_una = self.snd_nxt = self.iss
         self.snd_max = self.iss + 1
         self.mss = self._path_mss()
@@ -1181,6 +1181,8 @@ class TcpSocket:
             self._reset_received()
             return
         if flags & SYN:
+            if state == TIME_WAIT and self._time_wait_reopens(seg):
+                return
             # A retransmitted SYN-ACK for a connection we think is ESTABLISHED (the server lost
             # our ACK to a full accept queue): answer with an ACK, which lets it finish.
             self._send_ack()
@@ -1204,6 +1206,26 @@ class TcpSocket:
             # is out of window, and tcp_validate_incoming answers it with an ACK carrying our
             # current window.
             self._send_ack()
+
+    def _time_wait_reopens(self, seg: Segment) -> bool:
+        """tcp_timewait_state_process's TCP_TW_SYN: a new SYN whose sequence number is after
+        everything the old connection used reopens the 4-tuple. The TIME_WAIT sock is killed
+        and the listener takes the SYN, answering with ISN tw_snd_nxt + 65535 + 2 so the new
+        connection's numbers follow the old ones. This is what lets a client's new connection
+        from a port whose old connection the server still holds in TIME_WAIT succeed at once
+        (a server that closes first leaves one TIME_WAIT per client port). Otherwise -- an old
+        sequence number, or no listener -- the SYN is answered with an ACK (TCP_TW_ACK), the
+        client resets it, and retransmits its SYN a second later."""
+        if seg.flags & (ACK | RST) or not 0 < (seg.seq - self.rcv_nxt) & 0xFFFFFFFF < 0x80000000:
+            return False
+        listener = self.host.listener_for(seg.dst)
+        if listener is None:
+            return False
+        isn = (self.snd_nxt + 65537) & 0xFFFFFFFF
+        self.net.counters["time_wait_reopened"] += 1
+        self._destroy()
+        listener.listener_segment(seg, isn)
+        return True
 
     def _syn_sent_segment(self, seg: Segment) -> None:
         flags = seg.flags
@@ -1379,7 +1401,7 @@ class TcpSocket:
 
     # -- the listener's side of the handshake -------------------------------------------------
 
-    def listener_segment(self, seg: Segment) -> None:
+    def listener_segment(self, seg: Segment, isn: int | None = None) -> None:
         """tcp_v4_do_rcv on a LISTEN socket: SYNs make requests; the final ACK makes a child."""
         flags = seg.flags
         remote = seg.src
@@ -1402,7 +1424,7 @@ class TcpSocket:
                 if self.net.log_segments:
                     self.net.log(seg, "dropped: accept queue full")
                 return
-            iss = self.net.rng.getrandbits(31)
+            iss = self.net.isn(seg.dst, remote) if isn is None else isn
             window = min(self._rcv_capacity(), MAX_SYN_WINDOW)
             req = RequestSock(self, seg.dst, remote, iss, seg.seq, window, seg.window)
             self.syn_queue[remote] = req

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from simnet.kernel import LoggedSegment, Network, Sysctl
-from simnet.kernel.segment import ACK, FIN, RST, Segment
+from simnet.kernel.segment import ACK, FIN, RST, SYN, Segment
 from simnet.kernel.tcp import TCP_DELACK_MIN, TCP_RTO_MIN, TCP_TIMEWAIT_LEN
 
 S = 1_000_000_000
@@ -288,6 +288,60 @@ def test_time_wait_answers_a_retransmitted_fin_and_is_ended_by_a_reset() -> None
     assert len(segments(net, src=SERVER)) == n_before + 1
     net.host(SERVER).receive(Segment(tw.remote, tw.local, RST, tw.rcv_nxt, 0, 0))
     assert tw.state == "UNCONN" and [row for ip, row in net.sockets() if ip == SERVER] == []
+
+
+def _reconnect_from(net: Network, port: int) -> Any:
+    c = net.host(CLIENT).socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    c.bind((CLIENT, port))
+    c.setblocking(False)
+    assert c.connect_ex((SERVER, PORT)) == errno.EINPROGRESS
+    return c
+
+
+def test_a_new_syn_on_a_time_wait_4_tuple_reopens_it_at_once() -> None:
+    # A server that closes first keeps one TIME_WAIT per client port; a client whose next
+    # connection comes from the same port must not wait for a SYN retransmit. Linux accepts a
+    # SYN whose sequence number is after the old connection's (tcp_timewait_state_process,
+    # TCP_TW_SYN), and ISNs grow with the clock for a given 4-tuple (secure_tcp_seq), so it is.
+    net = Network(seed=14, log_segments=True)
+    net.link(SERVER, CLIENT, latency=0.005)
+    L = net.host(SERVER).socket()
+    L.bind((SERVER, PORT))
+    L.listen(8)
+    L.setblocking(False)
+    c = net.host(CLIENT).socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    c.connect((SERVER, PORT))
+    port = c.getsockname()[1]
+    net.run(until=net.now + 0.1)  # the final ACK reaches the server 5 ms after connect returns
+    a, _ = L.accept()
+    a.close()
+    net.run(until=net.now + 0.1)
+    c.close()
+    net.run(until=net.now + 1)
+    tw, = net.host(SERVER).connections.values()
+    assert tw.state == "TIME-WAIT"
+    old_snd_nxt = tw.snd_nxt
+    c2 = _reconnect_from(net, port)
+    net.run(until=net.now + 0.1)
+    synack = segments(net, dst=f"{CLIENT}:{port}", flags="S.")[-1]
+    assert synack.seq == (old_snd_nxt + 65537) & 0xFFFFFFFF  # tcp_tw_isn
+    assert c2.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 and c2.getpeername() == (SERVER, PORT)
+    assert L.accept()[1] == (CLIENT, port)
+    assert net.counters["syn_retransmits"] == 0 and net.counters["time_wait_reopened"] == 1
+
+
+def test_an_old_syn_on_a_time_wait_4_tuple_is_answered_with_an_ack() -> None:
+    net = Network(seed=15, log_segments=True)
+    entered, port = _server_closes_first(net, reuse=False)
+    tw, = net.host(SERVER).connections.values()
+    n = len(segments(net, src=SERVER))
+    # A SYN at or before the old connection's rcv_nxt may be an old duplicate: TCP_TW_ACK.
+    net.host(SERVER).receive(Segment(tw.remote, tw.local, SYN, tw.rcv_nxt - 1, 0, 1000))
+    reply = segments(net, src=SERVER)[n:]
+    assert [(r.flags, r.seq, r.ack) for r in reply] == [(".", tw.snd_nxt, tw.rcv_nxt)]
+    assert tw.state == "TIME-WAIT"
 
 
 def test_orphaned_fin_wait2_lasts_tcp_fin_timeout_then_the_peer_is_reset() -> None:
