@@ -111,6 +111,10 @@ class RequestParser(Protocol):
 
 ParserFactory = Callable[[RequestSink, int], RequestParser]
 
+# Bytes of chunked framing allowed per chunk beyond max_header_bytes: "ffffffff\r\n" and the
+# CRLF after the data are 12; the rest is room for a short chunk extension.
+_CHUNK_ALLOWANCE = 64
+
 
 def head_size(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]) -> int:
     """The size of a head written canonically: `M SP T SP HTTP/x.y CRLF (N: V CRLF)* CRLF`.
@@ -138,6 +142,21 @@ class HttptoolsParser:
         # the head inside the read where it began is not counted: the bound is one read loose.
         # A head that does complete is measured exactly (head_size) in on_headers_complete.
         self._head_fed = 0
+        # The parts of the head seen so far (target and complete fields, as head_size counts
+        # them): a head that will be too large is rejected at the field that makes it so, not at
+        # the end of the read, so that one read of thousands of tiny fields never becomes
+        # thousands of tuples held until the connection closes.
+        self._head_parts = 0
+        # After the head: bytes fed that were not body -- chunk-size lines, chunk extensions,
+        # trailer fields. llhttp keeps none of them but a trailer value, which httptools buffers
+        # whole before calling on_header; without a bound, a never-ending trailer value (or
+        # chunk extension, or run of leading zeros in a chunk size) keeps a connection reading
+        # forever, with memory growing in the first case. Counted like _head_fed, for reads that
+        # begin and end inside the same body, against max_header_bytes plus a fixed allowance per
+        # chunk (a chunk-size line is a few bytes; 1-byte chunks are slow but legal).
+        self._framing = 0
+        self._body_fed = 0  # body bytes handed to the sink during the current feed
+        self._chunks = 0
         self._begun = 0  # requests begun so far
 
     @property
@@ -152,7 +171,9 @@ class HttptoolsParser:
         # Count this read against the head only if one and the same head was in progress before
         # and after it (a read may finish one request and begin the next).
         counting = self.in_head
+        in_body = self._in_message and self._head_done
         begun = self._begun
+        self._body_fed = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -168,10 +189,16 @@ class HttptoolsParser:
             detail = str(exc)
             # llhttp rejects any version but 0.9/1.0/1.1/2.0 in the request line itself.
             raise BadRequest(505 if "HTTP version" in detail else 400, detail) from None
-        if counting and self.in_head and self._begun == begun:
+        if self._begun != begun:
+            return
+        if counting and self.in_head:
             self._head_fed += len(data)
             if self._head_fed > self._max_header_bytes:
                 raise BadRequest(431, "request head too long")
+        elif in_body and self._in_message:
+            self._framing += len(data) - self._body_fed
+            if self._framing > self._max_header_bytes + _CHUNK_ALLOWANCE * self._chunks:
+                raise BadRequest(400, "chunked framing (sizes, extensions, trailers) too long")
 
     # httptools callbacks ------------------------------------------------------------------------
 
@@ -182,12 +209,30 @@ class HttptoolsParser:
         self._url = b""
         self._headers = []
         self._head_fed = 0
+        self._head_parts = 0
+        self._framing = 0
+        self._chunks = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url  # llhttp may deliver the target in pieces across reads
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_done:
+            return  # a trailer field (RFC 9112 §7.1.2): nothing here uses one; counted as framing
         self._headers.append((name.lower(), value))
+        self._count_head(len(name) + len(value) + 4)
+
+    def _count_head(self, n: int) -> None:
+        # head_size() counts these parts plus the method and 14 bytes of fixed syntax, so a head
+        # rejected here would be rejected by on_head's exact check too; only sooner.
+        self._head_parts += n
+        if self._head_parts > self._max_header_bytes:
+            self._headers = []
+            raise BadRequest(431, "request head too long")
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_headers_complete(self) -> None:
         self._head_done = True
@@ -206,6 +251,7 @@ class HttptoolsParser:
         )
 
     def on_body(self, body: bytes) -> None:
+        self._body_fed += len(body)
         self._sink.on_body(body)
 
     def on_message_complete(self) -> None:
@@ -346,8 +392,11 @@ class HttpProtocol:
         if head.head_size > self._config.max_header_bytes:
             raise BadRequest(431, f"head of {head.head_size} bytes")
         if head.version == "1.1" and head.header(b"host") is None:
-            # RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+            # RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host ...
             raise BadRequest(400, "missing Host")
+        if sum(1 for name, _ in head.headers if name == b"host") > 1:
+            # ... and to any request with more than one: which one names the target is ambiguous.
+            raise BadRequest(400, "more than one Host")
         length = head.header(b"content-length")
         if length is not None and int(length) > self._config.max_body_bytes:
             # Answer before the body arrives; the machine's lingering close keeps the unread body
