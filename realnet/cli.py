@@ -124,7 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("server")
     g.add_argument("--edge-triggered", action="store_true", help="register connections IN|OUT|RDHUP|ET once")
     g.add_argument("--backlog", type=int, default=128, help="listen(2) backlog (default 128)")
-    g.add_argument("--max-connections", type=_count, default=1024, help="open connections at once (default 1024)")
+    g.add_argument(
+        "--max-connections",
+        type=_count,
+        default=1024,
+        help="open connections at once; above it the server stops accepting and new ones wait in the listen "
+        "backlog (default 1024)",
+    )
     g.add_argument(
         "--output-cap", type=_size, default=256 * KiB, help="pending output per connection before it stops reading"
     )
@@ -192,6 +198,35 @@ def _errno_text(name: str) -> str:
     return f"{name} ({os.strerror(code)})" if isinstance(code, int) else name
 
 
+# fds besides connections: stdio, the listener, epoll, the wake-up pipe, the trace, imports.
+_FD_RESERVE = 32
+
+
+def _fit_fd_limit(max_connections: int) -> str | None:
+    """Raise the soft RLIMIT_NOFILE (up to the hard limit) so that --max-connections can be
+    reached; a note if the hard limit is too low. Below the limit the server still works: an
+    accept that fails with EMFILE pauses accepting (ServerConfig.accept_retry_ns), but each
+    connection queued meanwhile waits, so the limit should be the one that binds."""
+    import resource
+
+    want = max_connections + _FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return None
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            target = soft
+    if target >= want:
+        return None
+    return (
+        f"the open-file limit is {target} (hard limit {hard}), below --max-connections {max_connections} "
+        f"+ {_FD_RESERVE}; accepting pauses on EMFILE before the connection limit is reached"
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from realnet.server import serve  # here, so that --help and argument errors stay fast
 
@@ -200,11 +235,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         raise _UsageError(f"realnet serve: {exc}") from None
     options = _app_options(args)
+    fd_note = _fit_fd_limit(config.max_connections)
 
     def announce(machine: Any) -> None:
         print(f"realnet: serving {args.app} on http://{config.host}:{machine.bound_port} (pid {os.getpid()})", flush=True)
         if not ipaddress.IPv4Address(config.host).is_loopback:
             print(f"realnet: note: {config.host} is not a loopback address; other hosts can connect", file=sys.stderr)
+        if fd_note:
+            print(f"realnet: note: {fd_note}", file=sys.stderr)
 
     try:
         outcome = serve(

@@ -43,6 +43,16 @@ def size(text: str) -> int:
     return int(match.group(1)) * _SIZES[match.group(2).lower()]
 
 
+def timeout(text: str) -> float | str:
+    """A duration as for `duration`, or "off" (kept as the word, so a reproduce line can repeat it)."""
+    if text.strip().lower() in ("off", "none"):
+        return "off"
+    value = duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a timeout is positive or 'off', not {text!r}")
+    return value
+
+
 def fraction(text: str) -> float:
     try:
         value = float(text)
@@ -76,6 +86,11 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-connections", type=int)
     p.add_argument("--output-cap", type=size, help="per-connection pending output cap")
     p.add_argument("--edge-triggered", action="store_const", const=True, help="EPOLLET instead of level-triggered")
+    p.add_argument("--idle-timeout", type=timeout, help="close after no byte in or out (default 60s; 'off')")
+    p.add_argument("--header-timeout", type=timeout, help="request head due within (default 10s; 'off')")
+    p.add_argument("--keepalive-timeout", type=timeout, help="between requests (default 5s; 'off')")
+    p.add_argument("--max-header-bytes", type=size, help="http: request head limit, else 431 (default 8k)")
+    p.add_argument("--max-body-bytes", type=size, help="http: request body limit, else 413 (default 1m)")
     p.add_argument("--machine", metavar="MODULE:FACTORY", help="run a machine variant instead of ServerMachine")
 
 
@@ -87,7 +102,8 @@ _WORKLOAD_OPTIONS = (
     "slow_readers", "read_rate", "early_closers", "resetters",
 )  # fmt: skip
 _RUN_OPTIONS = ("seed", "latency", "rcvbuf", "sndbuf", "backlog", "max_connections", "output_cap", "edge_triggered",
-                "machine")  # fmt: skip
+                "idle_timeout", "header_timeout", "keepalive_timeout", "machine")  # fmt: skip
+_APP_OPTIONS = ("max_header_bytes", "max_body_bytes")  # into RunConfig.app_options
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -116,9 +132,18 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if "read_rate" in workload_changes:
         workload_changes["read_rate"] = float(workload_changes["read_rate"])
     run_changes = {k: getattr(args, k) for k in _RUN_OPTIONS if getattr(args, k, None) is not None}
+    for name in ("idle_timeout", "header_timeout", "keepalive_timeout"):
+        if run_changes.get(name) == "off":
+            run_changes[name] = None
+    app_changes = {k: getattr(args, k) for k in _APP_OPTIONS if getattr(args, k, None) is not None}
+    if app_changes:
+        run_changes["app_options"] = {**base.app_options, **app_changes}
     try:
         config = attrs.evolve(base, workload=attrs.evolve(base.workload, **workload_changes), **run_changes)
         config.server_config()  # validates the server's share of the options now
+        from simnet.server.apps import make_app
+
+        make_app(config.workload.app, **config.app_options)  # and the app's (--max-body-bytes with echo)
         if config.machine is not None:
             from simnet.run import load_object
 
@@ -177,7 +202,7 @@ def reproduce_command(args: argparse.Namespace, seed: int | None = None) -> str:
     words = ["simnet", "run"]
     if args.config:
         words += ["--config", args.config]
-    for name in ("seed", *_WORKLOAD_OPTIONS, *_RUN_OPTIONS):
+    for name in ("seed", *_WORKLOAD_OPTIONS, *_RUN_OPTIONS, *_APP_OPTIONS):
         value = seed if name == "seed" and seed is not None else getattr(args, name, None)
         if value is None or name == "seed" and value is None:
             continue

@@ -41,6 +41,11 @@ class RunConfig:
     max_connections: int = 1024
     output_cap: int = 256 * 1024
     backlog: int = 128
+    # The server's timeouts in seconds, None for off (`simnet run --header-timeout 2`); the
+    # defaults are ServerConfig's. The http app's size limits travel in app_options.
+    idle_timeout: float | None = 60.0
+    header_timeout: float | None = 10.0
+    keepalive_timeout: float | None = 5.0
     app_options: dict[str, Any] = attrs.field(factory=dict)
     time_limit: float = 3600.0  # virtual seconds: a run that has not finished by then is stopped
     # "MODULE:FACTORY" of a machine variant to run instead of ServerMachine -- a user's own, or a
@@ -85,7 +90,14 @@ class RunConfig:
             sndbuf=self.sndbuf,
             max_connections=self.max_connections,
             output_cap=self.output_cap,
+            idle_timeout_ns=_ns(self.idle_timeout),
+            header_timeout_ns=_ns(self.header_timeout),
+            keepalive_timeout_ns=_ns(self.keepalive_timeout),
         )
+
+
+def _ns(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1_000_000_000)
 
 
 @attrs.frozen(kw_only=True)
