@@ -27,8 +27,10 @@ class Host:
         # Connected sockets (SYN_SENT onwards, including orphans and TIME_WAIT), by 4-tuple.
         self.connections: dict[tuple[Address, Address], TcpSocket] = {}
         self.listeners: dict[Address, TcpSocket] = {}
-        # Everything holding a local port, for bind conflicts (inet_bind_conflict) and ss.
-        self.ports: dict[int, list[TcpSocket]] = {}
+        # Everything holding a local port, for bind conflicts (inet_bind_conflict) and ss: port ->
+        # {file_id: socket}, in the order they took it. A dict, not a list: a busy server port
+        # has one holder per TIME_WAIT, and they leave from the front.
+        self.ports: dict[int, dict[int, TcpSocket]] = {}
         self.crashed = False
 
     def __repr__(self) -> str:
@@ -83,23 +85,24 @@ class Host:
     # -- ports --------------------------------------------------------------------------------
 
     def take_port(self, sock: TcpSocket, port: int) -> None:
-        self.ports.setdefault(port, []).append(sock)
+        holders = self.ports.get(port)
+        if holders is None:
+            self.ports[port] = {sock.file_id: sock}
+        else:
+            holders[sock.file_id] = sock
 
     def free_port(self, sock: TcpSocket, port: int) -> None:
         holders = self.ports.get(port)
         if holders is None:
             return
-        for i, other in enumerate(holders):
-            if other is sock:
-                del holders[i]
-                break
+        holders.pop(sock.file_id, None)
         if not holders:
             del self.ports[port]
 
     def bind_conflict(self, sock: TcpSocket, ip: str, port: int, listening: bool = False) -> bool:
         """inet_bind_conflict: an existing holder is forgiven only if both sides set SO_REUSEADDR
         and the holder is not listening (a live LISTEN socket always conflicts)."""
-        for other in self.ports.get(port, ()):
+        for other in self.ports.get(port, {}).values():
             if other is sock:
                 continue
             other_ip = other.local[0] if other.local else "0.0.0.0"
@@ -161,11 +164,11 @@ class Host:
     # -- inspection ---------------------------------------------------------------------------
 
     def all_sockets(self) -> Iterator[TcpSocket]:
-        seen: list[TcpSocket] = []
-        for holders in (self.ports[p] for p in sorted(self.ports)):
-            for sock in holders:
-                if not any(sock is s for s in seen):
-                    seen.append(sock)
+        seen: set[int] = set()  # file_ids; only looked up, never iterated
+        for port in sorted(self.ports):
+            for file_id, sock in self.ports[port].items():
+                if file_id not in seen:
+                    seen.add(file_id)
                     yield sock
 
     def socket_table(self) -> list[tuple[str, int, int, str, str]]:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Generator, Iterable
 
 import attrs
 import simpy
+from simpy.core import NORMAL as _NORMAL
 
 from simnet.kernel.segment import Address, LoggedSegment, Segment, format_flags
 
@@ -104,6 +105,7 @@ class Network:
         self.hosts: dict[str, Host] = {}
         self._links: dict[tuple[str, str], LinkConfig] = {}
         self._softirq: collections.deque[tuple[Host, Segment]] = collections.deque()
+        self._routes: dict[tuple[str, str], tuple[Host | None, int]] = {}
         self._draining = False
         self.log_segments = log_segments
         self.segment_log: list[LoggedSegment] = []
@@ -128,6 +130,7 @@ class Network:
 
             host = Host(self, ip)
             self.hosts[ip] = host
+            self._routes.clear()
         return host
 
     def link(self, a: str, b: str, *, latency: float | None = None, mtu: int | None = None) -> None:
@@ -138,6 +141,7 @@ class Network:
                 latency_ns=old.latency_ns if latency is None else seconds_to_ns(latency),
                 mtu=old.mtu if mtu is None else mtu,
             )
+        self._routes.clear()
 
     def path(self, src_ip: str, dst_ip: str) -> LinkConfig:
         if src_ip == dst_ip or dst_ip.startswith("127."):
@@ -188,15 +192,24 @@ class Network:
         queue = env._queue  # simpy's heap of (time, priority, id, event)
         limit = None if until is None else seconds_to_ns(until)
         step = env.step
-        while True:
-            while queue and _is_dead(queue[0][3]):
-                heapq.heappop(queue)
-                self.timers_skipped += 1
-            if not queue or (limit is not None and queue[0][0] > limit):
-                break
-            step()
-            if stop is not None and stop.processed:
-                return
+        heappop = heapq.heappop
+        skipped = 0
+        try:
+            while queue:
+                head = queue[0]
+                event = head[3]
+                if type(event) is Timer and not event.active:  # _is_dead, inlined: hot loop
+                    heappop(queue)
+                    event.queued = False
+                    skipped += 1
+                    continue
+                if limit is not None and head[0] > limit:
+                    break
+                step()
+                if stop is not None and stop.processed:
+                    return
+        finally:
+            self.timers_skipped += skipped
         if limit is not None and env._now < limit:
             env._now = limit
 
@@ -207,6 +220,34 @@ class Network:
 
     def call_later(self, delay_ns: int, callback: Callable[[], None]) -> Timer:
         """Run `callback` after `delay_ns` of virtual time (then drain loopback deliveries)."""
+        return Timer(self, delay_ns, callback)
+
+    def rearm(self, timer: Timer | None, delay_ns: int, callback: Callable[[], None]) -> Timer:
+        """mod_timer: `timer` (running, cancelled or None) set to run `callback` after
+        `delay_ns`; returns the timer to keep, which may be the same object.
+
+        A timer re-armed for later than its heap entry keeps that entry and only moves its
+        deadline: when the entry comes up early, the timer pushes itself again for the rest
+        (see _fire_timer). TCP re-arms its retransmission timer on nearly every ACK and its
+        delayed-ACK timer on nearly every other segment, and this spares a heap entry and an
+        object each time. The time it fires is the same; only its place among events due at
+        the very same nanosecond can differ (still deterministic).
+        """
+        when = self.env._now + delay_ns
+        if timer is not None:
+            if timer.queued:
+                if timer.when <= when:
+                    timer.deadline = when
+                    timer.callback = callback
+                    timer.active = True
+                    return timer
+                timer.active = False
+            else:
+                timer.deadline = when
+                timer.callback = callback
+                timer.active = True
+                timer._push(when)
+                return timer
         return Timer(self, delay_ns, callback)
 
     def wait_event(self, deadline_ns: int | None) -> simpy.Event:
@@ -242,19 +283,30 @@ class Network:
 
     def transmit(self, src_host: Host, seg: Segment) -> None:
         """Put a segment on the wire from src_host towards seg.dst."""
-        dst_ip = seg.dst[0]
-        dst_host = src_host if (dst_ip == src_host.ip or dst_ip.startswith("127.")) else self.hosts.get(dst_ip)
         self.counters["segments"] += 1
         if self.log_segments:
             self.log(seg, "sent")
+        dst_ip = seg.dst[0]
+        route = self._routes.get((src_host.ip, dst_ip))
+        if route is None:
+            route = self._route(src_host, dst_ip)
+        dst_host, latency = route
         if dst_host is None:
             # No such host: the segment vanishes, as it would into an unrouted network.
             return
-        latency = self.path(src_host.ip, dst_ip).latency_ns
         if latency == 0:
             self._softirq.append((dst_host, seg))
         else:
-            self.call_later(latency, lambda: dst_host.receive(seg))
+            _Delivery(self.env, latency, dst_host, seg)
+
+    def _route(self, src_host: Host, dst_ip: str) -> tuple[Host | None, int]:
+        """Where a segment from src_host to dst_ip goes and how long it takes; cached per
+        (source, destination) until a host or a link changes (the hot path asks per segment)."""
+        local = dst_ip == src_host.ip or dst_ip.startswith("127.")
+        dst_host = src_host if local else self.hosts.get(dst_ip)
+        route = (dst_host, self.path(src_host.ip, dst_ip).latency_ns)
+        self._routes[(src_host.ip, dst_ip)] = route
+        return route
 
     def drain(self) -> None:
         """Process queued zero-latency segments, including those their processing queues."""
@@ -306,48 +358,84 @@ class Network:
                 yield ip, row
 
 
-class _TimerEvent(simpy.Event):
-    """A scheduled simpy event that knows its Timer, so Network.run can skip it once cancelled."""
-
-    timer: Timer
-
-
 def _is_dead(event: simpy.Event) -> bool:
-    return type(event) is _TimerEvent and not event.timer.active
+    return type(event) is Timer and not event.active
 
 
-class Timer:
-    """A cancellable one-shot callback in virtual time.
+# Timers and segments in flight are most of the events a run processes, so they are simpy events
+# built by hand: already triggered (_ok, _value set, as Environment.schedule expects of an event
+# it is given), pushed on simpy's heap with the key Environment.schedule would give them --
+# (time, NORMAL, next event id) -- without Event.__init__, a method call or a second object.
+
+
+class Timer(simpy.Event):
+    """A cancellable one-shot callback in virtual time; it is its own simpy event.
 
     simpy events cannot be withdrawn from the heap, so cancelling marks the timer dead and the
-    callback becomes a no-op when its time comes. Cheaper than a simpy process per timer.
+    callback becomes a no-op when its time comes (Network.run pops dead timers unprocessed).
+    Cheaper than a simpy process per timer.
     """
 
-    __slots__ = ("net", "callback", "when", "active")
-
     def __init__(self, net: Network, delay_ns: int, callback: Callable[[], None]) -> None:
+        env = net.env
+        self.env = env
+        self._ok = True
+        self._value = None
         self.net = net
         self.callback = callback
-        self.when = net.env.now + delay_ns
         self.active = True
-        event = _TimerEvent(net.env)
-        event.timer = self
-        event._ok = True
-        event._value = None
-        event.callbacks.append(self._fire)  # type: ignore[union-attr]
-        net.env.schedule(event, delay=delay_ns)
+        self.deadline = when = env._now + delay_ns  # when the callback is due
+        self._push(when)
 
-    def _fire(self, _event: simpy.Event) -> None:
-        if not self.active:
-            return
-        self.active = False
-        try:
-            self.callback()
-        finally:
-            self.net.drain()
+    def _push(self, when: int) -> None:
+        """Put the timer on simpy's heap, due at `when` (ns)."""
+        self.callbacks = [_fire_timer]
+        self.when = when  # when its heap entry comes up (<= deadline, see Network.rearm)
+        self.queued = True
+        env = self.env
+        heapq.heappush(env._queue, (when, _NORMAL, next(env._eid), self))  # type: ignore[attr-defined]
 
     def cancel(self) -> None:
         self.active = False
+
+
+def _fire_timer(timer: Timer) -> None:
+    timer.queued = False
+    if not timer.active:
+        return
+    if timer.deadline > timer.when:
+        timer._push(timer.deadline)  # re-armed for later since it was queued: wait the rest
+        return
+    timer.active = False
+    net = timer.net
+    try:
+        timer.callback()
+    finally:
+        if net._softirq:
+            net.drain()
+
+
+class _Delivery(simpy.Event):
+    """A segment in flight on a link with latency, delivered when the event is processed."""
+
+    def __init__(self, env: simpy.Environment, delay_ns: int, host: Host, seg: Segment) -> None:
+        self.env = env
+        self.callbacks = [_deliver]
+        self._ok = True
+        self._value = None
+        self.host = host
+        self.seg = seg
+        heapq.heappush(env._queue, (env._now + delay_ns, _NORMAL, next(env._eid), self))  # type: ignore[attr-defined]
+
+
+def _deliver(event: _Delivery) -> None:
+    host = event.host
+    try:
+        host.receive(event.seg)
+    finally:
+        net = host.net
+        if net._softirq:
+            net.drain()
 
 
 from simnet.kernel.host import Host  # noqa: E402  (Host needs Network's helpers; import cycle)

@@ -216,6 +216,9 @@ class TcpSocket:
         self.retries = 0
         self.rto_timer: Timer | None = None
         self.delack_timer: Timer | None = None
+        # The last Timer objects used for those two, running or not, for Network.rearm to reuse.
+        self._rto_entry: Timer | None = None
+        self._delack_entry: Timer | None = None
         self.persist_timer: Timer | None = None
         self.persist_backoff = 0
         self.state_timer: Timer | None = None  # TIME_WAIT / orphaned FIN_WAIT2
@@ -227,7 +230,12 @@ class TcpSocket:
         # who to wake
         self.watchers: list[EpItem] = []
         self.waiters: list[Any] = []
-        self.co = SocketCoroutines(self)
+
+    @functools.cached_property
+    def co(self) -> SocketCoroutines:
+        """The blocking calls as coroutines for simulated processes (made on first use: most
+        sockets, such as accepted ones in a server driven by epoll, never need them)."""
+        return SocketCoroutines(self)
 
     def __repr__(self) -> str:
         local = f"{self.local[0]}:{self.local[1]}" if self.local else "-"
@@ -1047,9 +1055,7 @@ class TcpSocket:
     # -- timers -------------------------------------------------------------------------------
 
     def _arm_rto(self, delay: int) -> None:
-        if self.rto_timer is not None:
-            self.rto_timer.cancel()
-        self.rto_timer = self.net.call_later(min(delay, TCP_RTO_MAX), self._on_rto)
+        self.rto_timer = self._rto_entry = self.net.rearm(self._rto_entry, min(delay, TCP_RTO_MAX), self._on_rto)
 
     def _cancel_timers(self) -> None:
         for name in ("rto_timer", "delack_timer", "persist_timer", "state_timer"):
@@ -1376,7 +1382,9 @@ class TcpSocket:
         elif self.rcv_nxt - self.rcv_wup > self.rcv_mss and self._select_window() >= self.rcv_wnd_edge - self.rcv_nxt:
             self._send_ack()
         elif self.delack_timer is None:
-            self.delack_timer = self.net.call_later(TCP_DELACK_MIN, self._on_delack)
+            self.delack_timer = self._delack_entry = self.net.rearm(
+                self._delack_entry, TCP_DELACK_MIN, self._on_delack
+            )
 
     def _fin_received(self) -> None:
         """tcp_fin: SOCK_DONE, RCV_SHUTDOWN, and the state moves on; ACK at once."""
