@@ -75,12 +75,15 @@ class LinkConfig:
     mtu: int = 1500
 
 
-# Loopback's MTU is 65536; MSS = MTU - 40 (IP+TCP) - 12 (timestamps), as Linux advertises on lo.
+# Loopback's MTU is 65536.
 LOOPBACK = LinkConfig(latency_ns=0, mtu=65536)
 
 
 def mss_for_mtu(mtu: int) -> int:
-    return mtu - 40 - 12
+    """The MSS of a segment on a path: an IP packet is at most 65535 bytes, less 40 for the IP
+    and TCP headers and 12 for the timestamp option Linux puts in every segment. On loopback
+    that is 65483 (the SYN's MSS option says 65495, before the timestamps are agreed)."""
+    return min(mtu, 65535) - 40 - 12
 
 
 class Network:

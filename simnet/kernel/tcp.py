@@ -475,6 +475,18 @@ class TcpSocket:
         self.rto_ns = TCP_TIMEOUT_INIT
         self._send_syn()
 
+    def _syn_window(self, mss: int) -> int:
+        """tcp_select_initial_window: the free space, at most 65535 (a SYN's window is never
+        scaled), rounded down to a multiple of the MSS. So Linux's SYN on Ethernet offers 64240
+        (44 x 1460) and its SYN-ACK 65160 (45 x 1448, timestamps counted); on loopback 65495 and
+        65483 -- half of which is the 32741-byte segment of LINUX.md §2 and the TCP_MAXSEG its
+        machine line reports. (Linux rounds before capping at 65535, from a space of about half
+        the buffer; the model's space is 3/4 of it, and capping first lands on Linux's numbers.)"""
+        window = min(self._rcv_capacity(), MAX_SYN_WINDOW)
+        if window > mss:
+            window -= window % mss
+        return window
+
     def _path_mss(self) -> int:
         assert self.remote is not None
         from simnet.kernel.network import mss_for_mtu
@@ -484,7 +496,9 @@ class TcpSocket:
     def _send_syn(self) -> None:
         if self.retries == 0:
             self.rtt_start = self.net.env.now
-        window = min(self._rcv_capacity(), MAX_SYN_WINDOW)
+        # The connector quantizes by its advertised MSS without the timestamp option, which it
+        # cannot count on yet (tcp_connect_init: ts_recent_stamp is 0).
+        window = self._syn_window(self.mss + 12)
         self._transmit(Segment(self.local, self.remote, SYN, self.iss, 0, window))  # type: ignore[arg-type]
         linear = self.net.sysctl.tcp_syn_linear_timeouts
         backoff = self.retries - linear if self.retries > linear else 0
@@ -1433,7 +1447,9 @@ class TcpSocket:
                     self.net.log(seg, "dropped: accept queue full")
                 return
             iss = self.net.isn(seg.dst, remote) if isn is None else isn
-            window = min(self._rcv_capacity(), MAX_SYN_WINDOW)
+            from simnet.kernel.network import mss_for_mtu
+
+            window = self._syn_window(mss_for_mtu(self.net.path(self.host.ip, remote[0]).mtu))
             req = RequestSock(self, seg.dst, remote, iss, seg.seq, window, seg.window)
             self.syn_queue[remote] = req
             self._send_synack(req)

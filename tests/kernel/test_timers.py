@@ -460,10 +460,13 @@ def test_zero_window_is_probed_with_doubling_intervals_until_the_reader_drains()
     net.run(until=net.now + 30)
     zero_acks = [s for s in segments(net, src=peer, dst=me) if s.window == 0]
     assert zero_acks, "the receiver never advertised a zero window"
-    closed_at = zero_acks[0].time_ns + 1 * MS  # when the sender learns it
-    probes = [s for s in segments(net, src=me, dst=peer) if s.length == 0 and s.time_ns > closed_at]
     # tcp_probe_timer sends snd_una - 1 (an old byte) so the receiver must answer with an ACK.
-    assert all(p.seq == probes[0].seq for p in probes)
+    final = zero_acks[-1].ack
+    probes = [s for s in segments(net, src=me, dst=peer) if s.length == 0 and s.seq == final - 1]
+    assert len(probes) >= 5
+    # The persist timer starts when the zero-window ACK for the last byte in flight arrives.
+    closing = [z for z in zero_acks if z.ack == final][0]
+    closed_at = closing.time_ns + 1 * MS
     rto = c.rto_ns
     assert rto >= TCP_RTO_MIN
     gaps = [b - a_ for a_, b in zip([closed_at] + times(probes), times(probes))]
