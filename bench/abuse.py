@@ -14,6 +14,8 @@ load's event loop cannot delay it -- makes one `GET /` every 50 ms on a new conn
                server drops them, while the canary keeps requesting (its latency reported)
   reset        clients that reset (SO_LINGER 0) in the middle of a 10 MB response
   never_read   clients that ask for 10 MB and never read it (the server's RSS is sampled meanwhile)
+  big_body     clients that send all but the last byte of a 1 MiB body (the limit) and hold: the
+               most memory one connection can make the server hold, measured
   pipeline     a flood of pipelined GETs on a few connections, every response read and counted
   half_close   clients that send a request and shutdown(SHUT_WR), then read the response to EOF
   garbage      random bytes and HTTP-shaped junk; each must end in a close, any error answer last
@@ -80,6 +82,8 @@ class Params:
     reset_after: int  # bytes of the 10 MB response read before the reset
     never_read_clients: int
     never_read_hold: float
+    big_body_clients: int
+    big_body_hold: float
     pipeline_conns: int
     pipeline_depth: int  # requests pipelined per connection, sent in one go
     half_close_clients: int
@@ -103,6 +107,8 @@ FULL = Params(
     reset_after=256 * 1024,
     never_read_clients=50,
     never_read_hold=5.0,
+    big_body_clients=50,
+    big_body_hold=2.0,
     pipeline_conns=20,
     pipeline_depth=10_000,
     half_close_clients=200,
@@ -128,6 +134,8 @@ QUICK = Params(
     reset_after=64 * 1024,
     never_read_clients=4,
     never_read_hold=0.5,
+    big_body_clients=4,
+    big_body_hold=0.3,
     pipeline_conns=2,
     pipeline_depth=500,
     half_close_clients=20,
@@ -242,6 +250,19 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate(timeout=10)
+
+
+def tcp_mem_mb() -> float:
+    """Memory in all TCP socket buffers of this network namespace (/proc/net/sockstat), MB."""
+    try:
+        with open("/proc/net/sockstat") as f:
+            for line in f:
+                if line.startswith("TCP:"):
+                    words = line.split()
+                    return int(words[words.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError):
+        pass
+    return float("nan")
 
 
 # -- client plumbing -------------------------------------------------------------------------------
@@ -579,16 +600,17 @@ async def case_reset(p: Params, server: Server) -> dict[str, Any]:
 
 async def case_never_read(p: Params, server: Server) -> dict[str, Any]:
     socks = []
-    rss_before = server.status("VmRSS")
+    rss_before, tcp_before = server.status("VmRSS"), tcp_mem_mb()
     try:
         for _ in range(p.never_read_clients):
             sock = await connect()
             await send(sock, b"GET /bytes/%d HTTP/1.1\r\nHost: abuse\r\n\r\n" % BIG)
             socks.append(sock)
-        samples = []
+        samples, tcp = [], []
         end = time.monotonic() + p.never_read_hold
         while time.monotonic() < end:
             samples.append(server.status("VmRSS"))
+            tcp.append(tcp_mem_mb())
             await asyncio.sleep(0.1)
         fds = server.fds()
     finally:
@@ -601,8 +623,50 @@ async def case_never_read(p: Params, server: Server) -> dict[str, Any]:
         "server_rss_before_mb": rss_before / 1e6,
         "server_rss_peak_mb": peak / 1e6,
         "rss_growth_per_client_kb": (peak - rss_before) / max(1, len(socks)) / 1e3,
+        "tcp_buffers_growth_mb": max(tcp, default=tcp_before) - tcp_before,  # both ends' kernel buffers
         "server_fds_while_held": fds,
         "ok": len(socks) == p.never_read_clients,
+    }
+
+
+async def case_big_body(p: Params, server: Server) -> dict[str, Any]:
+    """POST /echo with a body of the largest size the server takes (1 MiB by default), all of it
+    but the last byte, and hold: the app must keep what has arrived until the body is complete, so
+    this is the most memory one connection can make the server hold (docs/reliability.md)."""
+    size = 1 << 20
+    socks = []
+    rss_before = server.status("VmRSS")
+    try:
+        for _ in range(p.big_body_clients):
+            sock = await connect()
+            socks.append(sock)
+            head = b"POST /echo HTTP/1.1\r\nHost: abuse\r\nContent-Length: %d\r\n\r\n" % size
+            await send(sock, head + b"e" * (size - 1), 30.0)
+        end = time.monotonic() + p.big_body_hold
+        samples = []
+        while time.monotonic() < end:
+            samples.append(server.status("VmRSS"))
+            await asyncio.sleep(0.1)
+        # Then the last byte: every echo must come back whole.
+        for sock in socks:
+            await send(sock, b"e")
+        wrong = 0
+        for sock in socks:
+            reader = Responses(keep_body=size)
+            if not await read_responses(sock, reader, 1, 30.0) or reader.done[0][:2] != (200, b"e" * size):
+                wrong += 1
+    finally:
+        for s in socks:
+            s.close()
+    peak = max(samples, default=rss_before)
+    return {
+        "clients": len(socks),
+        "body_bytes": size,
+        "server_rss_before_mb": rss_before / 1e6,
+        "server_rss_peak_mb": peak / 1e6,
+        "rss_growth_per_client_kb": (peak - rss_before) / max(1, len(socks)) / 1e3,
+        "wrong": wrong,
+        "ok": len(socks) == p.big_body_clients and wrong == 0,
     }
 
 
@@ -760,6 +824,7 @@ CASES: dict[str, Callable[[Params, Server], Awaitable[dict[str, Any]]]] = {
     "slowloris": case_slowloris,
     "reset": case_reset,
     "never_read": case_never_read,
+    "big_body": case_big_body,
     "pipeline": case_pipeline,
     "half_close": case_half_close,
     "garbage": case_garbage,
@@ -949,7 +1014,15 @@ def report(f: dict[str, Any]) -> list[str]:
         lines.append(
             f"never_read: {n['clients']} clients held 10 MB responses unread for {n['held_s']} s; server RSS "
             f"{n['server_rss_before_mb']:.1f} -> {n['server_rss_peak_mb']:.1f} MB "
-            f"({n['rss_growth_per_client_kb']:.0f} kB per client)"
+            f"({n['rss_growth_per_client_kb']:.0f} kB per client); kernel TCP buffers "
+            f"+{n['tcp_buffers_growth_mb']:.1f} MB"
+        )
+    if "big_body" in c and "clients" in c["big_body"]:
+        e = c["big_body"]
+        lines.append(
+            f"big_body: {e['clients']} clients sent all but the last byte of {e['body_bytes']:,}-byte bodies to /echo "
+            f"and held; server RSS {e['server_rss_before_mb']:.1f} -> {e['server_rss_peak_mb']:.1f} MB "
+            f"({e['rss_growth_per_client_kb']:.0f} kB per client); then each echo came back whole"
         )
     if "pipeline" in c and "requests" in c["pipeline"]:
         q = c["pipeline"]

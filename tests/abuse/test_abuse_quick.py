@@ -83,3 +83,8 @@ def test_the_server_exits_0_on_sigterm_and_its_recording_replays_exactly(figures
 
 def test_the_whole_run_is_ok(figures: dict[str, Any]) -> None:
     assert figures["ok"], figures["problems"]
+
+
+def test_a_held_body_costs_the_server_about_the_body_limit_each(figures: dict[str, Any]) -> None:
+    b = figures["cases"]["big_body"]
+    assert b["rss_growth_per_client_kb"] < 3 * 1024, b  # max_body_bytes is 1 MiB
