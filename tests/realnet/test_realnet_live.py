@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from simnet.replay import replay_exact
+from simnet.resim import resimulate
 from simnet.server.apps.http import pattern
 from live_server import SOCKET_TIMEOUT, RealnetServer
 
@@ -35,13 +36,18 @@ def _records(path: Path) -> list[bytes]:
 
 
 def assert_replays(path: Path, *, exited: bool = True) -> None:
-    """replay_exact matches every syscall in the trace (and the Exit record, if `exited`)."""
+    """replay_exact matches every syscall in the trace (and the Exit record, if `exited`); and
+    for a run that ended as it should, re-simulating the recorded clients in simnet gives every
+    connection the response stream it got live."""
     report = replay_exact(path)
     assert report.ok, report.format()
     assert report.exited is exited, report.format()
     lines = _records(path)
     syscalls = len(lines) - 1 - (1 if exited else 0)  # minus the header (and the Exit record)
     assert report.matched == syscalls, report.format()
+    if exited:
+        resim = resimulate(path)
+        assert resim.ok, resim.format()
 
 
 @contextlib.contextmanager
