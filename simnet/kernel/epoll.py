@@ -240,6 +240,15 @@ class Epoll:
                 return events
             if deadline is not None and env.now >= deadline:
                 return events
+            short_io = self.host.short_io
+            if short_io is not None and short_io.spurious_wakeup:
+                # Injected fault: the wait ends at once with no events, as a signal's EINTR or
+                # a wake-up whose readiness another waiter took would end it. A correct loop
+                # just waits again.
+                net = self.net
+                if net.fault_rng.random() < short_io.spurious_wakeup:  # type: ignore[union-attr]
+                    net.counters["spurious_wakeups"] += 1
+                    return events
             self.waiter = self.net.wait_event(deadline)
             yield self.waiter
             self.waiter = None
@@ -253,6 +262,16 @@ class Epoll:
             if not waiter.triggered:
                 waiter.succeed()
             self._interrupted = True
+
+    def _vanish(self) -> None:
+        """The host crashed: the epoll is gone, nobody waits on it any more."""
+        for item in list(self.items.values()):
+            if item in item.sock.watchers:
+                item.sock.watchers.remove(item)
+        self.items.clear()
+        self.ready = []
+        self.waiter = None
+        self.closed = True
 
     def close(self) -> None:
         if self.closed:

@@ -32,6 +32,9 @@ class Host:
         # has one holder per TIME_WAIT, and they leave from the front.
         self.ports: dict[int, dict[int, TcpSocket]] = {}
         self.crashed = False
+        # Short I/O injection (simnet.faults.ShortIO) on this host's sockets and epolls, or None.
+        self.short_io: Any = None
+        self.conn_count = 0  # connections made on this host so far (InjectRst's `nth`)
 
     def __repr__(self) -> str:
         return f"<Host {self.ip}>"
@@ -160,6 +163,33 @@ class Host:
             reply = Segment(seg.dst, seg.src, RST | ACK, 0, ack, 0)
         self.net.counters["resets_sent"] += 1
         self.net.transmit(self, reply)
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def next_conn_no(self) -> int:
+        self.conn_count += 1
+        return self.conn_count
+
+    def crash(self) -> None:
+        """The machine stops: every socket and epoll vanishes at once, with no FIN or RST (the
+        peers find out by RST when they next send after a restart, or by time-out), and
+        whatever arrives is dropped until the host restarts. Processes that held the fds are
+        gone too; simulated ones are the caller's to stop (see Network.crash_callbacks)."""
+        self.crashed = True
+        sockets: list[Any] = []
+        for obj in self.fds.values():
+            sockets.append(obj)
+        sockets.extend(self.connections.values())
+        sockets.extend(self.listeners.values())
+        for port in sorted(self.ports):
+            sockets.extend(self.ports[port].values())
+        for obj in sockets:
+            obj._vanish()
+        self.fds.clear()
+        self.connections.clear()
+        self.listeners.clear()
+        self.ports.clear()
+        self.net._routes.clear()
 
     # -- inspection ---------------------------------------------------------------------------
 

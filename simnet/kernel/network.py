@@ -1,8 +1,9 @@
 """The simulated network: a virtual clock, hosts, links, and segment delivery.
 
 Time is simpy's clock in integer nanoseconds, so that no float rounding can make two runs differ.
-Every random choice (ephemeral ports, later faults) comes from the one `random.Random(seed)`
-owned by the Network. Initial sequence numbers are made as Linux makes them, a keyed hash of the
+Every random choice (ephemeral ports) comes from the one `random.Random(seed)` owned by the
+Network; fault decisions (simnet/faults.py) come from a second one derived from the seed, which
+exists only when faults are configured, so that fault-free runs draw exactly what they always did. Initial sequence numbers are made as Linux makes them, a keyed hash of the
 4-tuple plus the clock, with the key derived from the seed.
 
 Delivery follows what LINUX.md calls its "important general finding": on loopback, a packet takes
@@ -21,13 +22,16 @@ import hashlib
 import heapq
 import ipaddress
 import random
-from typing import Any, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable
 
 import attrs
 import simpy
 from simpy.core import NORMAL as _NORMAL
 
-from simnet.kernel.segment import Address, LoggedSegment, Segment, format_flags
+from simnet.kernel.segment import RST, Address, LoggedSegment, Segment, format_flags
+
+if TYPE_CHECKING:
+    from simnet.faults import FaultSchedule, Hold, LinkFaults
 
 NS_PER_S = 1_000_000_000
 
@@ -97,6 +101,7 @@ class Network:
         mtu: int = 1500,
         sysctl: Sysctl | None = None,
         log_segments: bool = False,
+        faults: FaultSchedule | None = None,
     ) -> None:
         self.seed = seed
         self.env = simpy.Environment()
@@ -119,6 +124,13 @@ class Network:
         # Cancelled timers Network.run popped from simpy's heap without processing them (for
         # benchmarks: events processed = events scheduled - still queued - these).
         self.timers_skipped = 0
+        # Faults (simnet/faults.py): None when there are none, so the hot path pays one test.
+        # Their decisions draw from their own RNG, derived from the seed without drawing from
+        # self.rng: a run without faults is byte-identical to one made before faults existed.
+        self.faults: FaultSchedule | None = None
+        self.fault_rng: random.Random | None = None
+        if faults is not None and not faults.empty:
+            self._install_faults(faults)
 
     # -- topology -----------------------------------------------------------------------------
 
@@ -134,6 +146,10 @@ class Network:
             host = Host(self, ip)
             self.hosts[ip] = host
             self._routes.clear()
+            if self.faults is not None:
+                for short_io in self.faults.short_io:
+                    if short_io.host is None or short_io.host == ip:
+                        host.short_io = short_io
         return host
 
     def link(self, a: str, b: str, *, latency: float | None = None, mtu: int | None = None) -> None:
@@ -297,10 +313,156 @@ class Network:
         if dst_host is None:
             # No such host: the segment vanishes, as it would into an unrouted network.
             return
+        if self.faults is not None and dst_host is not src_host:
+            self._transmit_faulty(src_host, dst_host, seg, latency)
+            return
         if latency == 0:
             self._softirq.append((dst_host, seg))
         else:
             _Delivery(self.env, latency, dst_host, seg)
+
+    def _send_after(self, dst_host: Host, seg: Segment, delay_ns: int) -> None:
+        if delay_ns <= 0:
+            self._softirq.append((dst_host, seg))
+        else:
+            _Delivery(self.env, delay_ns, dst_host, seg)
+
+    # -- faults (docs/faults.md) ----------------------------------------------------------------
+
+    def _install_faults(self, faults: FaultSchedule) -> None:
+        self.faults = faults
+        digest = hashlib.blake2b(f"simnet faults {self.seed!r}".encode(), digest_size=8).digest()
+        self.fault_rng = random.Random(int.from_bytes(digest, "big"))
+        self._link_faults: dict[tuple[str, str], LinkFaults | None] = {}
+        self._partitions = [
+            (p, seconds_to_ns(p.start), None if p.end is None else seconds_to_ns(p.end)) for p in faults.partitions
+        ]
+        self._holds: list[tuple[Hold, int, int, list[tuple[Host, Segment]]]] = []
+        self.crash_callbacks: list[Callable[[Host], None]] = []
+        for hold in faults.holds:
+            entry = (hold, seconds_to_ns(hold.start), seconds_to_ns(hold.end), [])
+            self._holds.append(entry)
+            self.call_later(entry[2], lambda entry=entry: self._release_hold(entry))  # type: ignore[misc]
+        for rst in faults.rsts:
+            self.call_later(seconds_to_ns(rst.at), lambda rst=rst: self.inject_rst(rst.host, rst.nth, rst.one_sided))  # type: ignore[misc]
+        for crash in faults.crashes:
+            self.call_later(seconds_to_ns(crash.at), lambda crash=crash: self.crash(crash.host))  # type: ignore[misc]
+            if crash.restart_after is not None:
+                self.call_later(
+                    seconds_to_ns(crash.at + crash.restart_after), lambda crash=crash: self.restart(crash.host)  # type: ignore[misc]
+                )
+
+    def _faults_for(self, src: str, dst: str) -> LinkFaults | None:
+        key = (src, dst)
+        if key in self._link_faults:
+            return self._link_faults[key]
+        found = None
+        for link in self.faults.links:  # type: ignore[union-attr]
+            if link.matches(src, dst):
+                found = link
+                break
+        self._link_faults[key] = found
+        return found
+
+    def _transmit_faulty(self, src_host: Host, dst_host: Host, seg: Segment, latency: int) -> None:
+        """transmit() on a network with faults: partitions, holds, then the link's own faults."""
+        now = self.env.now
+        src, dst = src_host.ip, dst_host.ip
+        for partition, start, end in self._partitions:
+            if start <= now and (end is None or now < end) and partition.cuts(src, dst):
+                self.counters["partitioned"] += 1
+                if self.log_segments:
+                    self.log(seg, "lost: partition")
+                return
+        for hold, start, end, held in self._holds:
+            if start <= now < end and hold.cuts(src, dst):
+                self.counters["held"] += 1
+                held.append((dst_host, seg))
+                if self.log_segments:
+                    self.log(seg, "held")
+                return
+        link = self._faults_for(src, dst)
+        if link is None:
+            self._send_after(dst_host, seg, latency)
+            return
+        rng = self.fault_rng
+        assert rng is not None
+        if link.loss and rng.random() < link.loss:
+            self.counters["lost"] += 1
+            if self.log_segments:
+                self.log(seg, "lost")
+            return
+        delay = latency + link.jitter.draw_ns(rng)
+        if link.reorder and rng.random() < link.reorder:
+            self.counters["reordered"] += 1
+            delay += seconds_to_ns(link.reorder_delay)
+            if self.log_segments:
+                self.log(seg, "reordered: held back")
+        self._send_after(dst_host, seg, delay)
+        if link.duplicate and rng.random() < link.duplicate:
+            self.counters["duplicated"] += 1
+            if self.log_segments:
+                self.log(seg, "duplicated")
+            self._send_after(dst_host, seg, delay + link.jitter.draw_ns(rng))
+
+    def _release_hold(self, entry: tuple[Any, int, int, list[tuple[Host, Segment]]]) -> None:
+        """The end of a Hold: what it kept goes on now, in order, each after its path's latency."""
+        held = entry[3]
+        self.counters["released"] += len(held)
+        for dst_host, seg in held:
+            if self.log_segments:
+                self.log(seg, "released")
+            route = self._routes.get((seg.src[0], dst_host.ip))
+            latency = route[1] if route is not None else self.path(seg.src[0], dst_host.ip).latency_ns
+            self._send_after(dst_host, seg, latency)
+        held.clear()
+
+    def inject_rst(self, ip: str, nth: int, one_sided: bool = False) -> bool:
+        """A middlebox's RST: reset the `nth` connection made on host `ip` (and, unless
+        one_sided, its peer's end), each RST carrying the sequence number its receiver expects.
+        False if there is no such live connection."""
+        host = self.hosts.get(ip)
+        sock = None
+        if host is not None:
+            for candidate in host.connections.values():
+                if candidate.host_conn_no == nth:
+                    sock = candidate
+                    break
+        if sock is None or sock.state in ("TIME-WAIT", "UNCONN") or sock.remote is None or sock.local is None:
+            self.counters["rsts_missed"] += 1
+            return False
+        targets = [sock]
+        if not one_sided:
+            peer_host = host if sock.remote[0] == ip or sock.remote[0].startswith("127.") else self.hosts.get(sock.remote[0])
+            peer = None if peer_host is None else peer_host.connections.get((sock.remote, sock.local))
+            if peer is not None:
+                targets.append(peer)
+        for target in targets:
+            rst = Segment(target.remote, target.local, RST, target.rcv_nxt, 0, 0)  # type: ignore[arg-type]
+            self.counters["rsts_injected"] += 1
+            if self.log_segments:
+                self.log(rst, "injected")
+            target.host.receive(rst)
+        self.drain()
+        return True
+
+    def crash(self, ip: str) -> None:
+        """Host `ip` crashes: every socket and epoll on it vanishes, with no segment sent; it
+        drops whatever arrives until restart()."""
+        host = self.hosts.get(ip)
+        if host is None or host.crashed:
+            return
+        self.counters["crashes"] += 1
+        host.crash()
+        for callback in getattr(self, "crash_callbacks", ()):
+            callback(host)
+
+    def restart(self, ip: str) -> None:
+        host = self.hosts.get(ip)
+        if host is None or not host.crashed:
+            return
+        self.counters["restarts"] += 1
+        host.crashed = False
 
     def _route(self, src_host: Host, dst_ip: str) -> tuple[Host | None, int]:
         """Where a segment from src_host to dst_ip goes and how long it takes; cached per

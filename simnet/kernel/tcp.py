@@ -11,12 +11,17 @@ Simplifications, each also listed in docs/fidelity.md:
 * Buffers count payload bytes, not skb truesize. The send buffer holds SO_SNDBUF bytes (Linux
   holds about that, LINUX.md §2); the receive buffer holds 3/4 of SO_RCVBUF (Linux: 60-100 %).
 * No window scaling option, timestamps or SACK; sequence numbers do not wrap.
-* Loss recovery is RTO with go-back-N retransmission; out-of-order segments are dropped and
-  answered with a duplicate ACK (enough for the listen-overflow case without faults).
+* Loss recovery is RTO (exponential backoff) with go-back-N retransmission, plus fast
+  retransmit of the first unacknowledged segment on the third duplicate ACK and, until the
+  recovery point is acknowledged, on each partial ACK (NewReno, RFC 6582) -- without congestion
+  control: no cwnd, the peer's window alone limits what is in flight. Out-of-order segments wait
+  in an out-of-order queue (as Linux's rbtree) and are answered with an immediate duplicate
+  ACK; a filled hole is ACKed at once. No SACK, so the sender learns only of the first hole.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import errno
 import functools
@@ -159,6 +164,7 @@ class TcpSocket:
         self.net = net
         self.fd = -1
         self.conn_id = 0
+        self.host_conn_no = 0  # the how-manyth connection of its host (faults.InjectRst)
         self.family = _socket.AF_INET
         self.type = _socket.SOCK_STREAM
         self.proto = 0
@@ -198,10 +204,14 @@ class TcpSocket:
         self.fin_seq = -1
         self.nospace = False
         self.mss = TCP_MSS_DEFAULT
+        self.dupacks = 0
+        self.recover = -1  # snd_max when fast recovery began; -1 outside recovery
         # receive side
         self.irs = 0
         self.rcv_nxt = 0
         self.rcvq = bytearray()
+        # Segments beyond a hole, sorted by seq: (seq, data, fin). Empty unless links misbehave.
+        self.ooo: list[tuple[int, bytes, int]] = []
         self.rcv_wnd_edge = 0  # right edge of the window we last advertised
         self.rcv_wup = 0  # rcv_nxt when we last sent an ACK
         self.rcv_mss = TCP_MSS_DEFAULT
@@ -462,6 +472,7 @@ class TcpSocket:
         self._hold_port()
         self.remote = (ip, port)
         self.conn_id = self.net.new_conn_id()
+        self.host_conn_no = self.host.next_conn_no()
         self.host.connections[(self.local, self.remote)] = self
         self.iss = self.net.isn(self.local, self.remote)
         self.snd_una = self.snd_nxt = self.iss
@@ -566,6 +577,15 @@ class TcpSocket:
         if not data:
             return 0
         n = len(data) if len(data) <= space else space
+        short_io = self.host.short_io
+        if short_io is not None and n > 1 and short_io.send:
+            # Injected fault: accept fewer bytes than fit (at least one). SOCK_NOSPACE is set as
+            # for a real partial write, so the next ACK wakes EPOLLOUT for an edge-triggered
+            # caller waiting on it.
+            rng = self.net.fault_rng
+            if rng.random() < short_io.send:  # type: ignore[union-attr]
+                n = rng.randint(1, n - 1)  # type: ignore[union-attr]
+                self.net.counters["short_sends"] += 1
         if n < len(data):
             self.nospace = True
             self.net.counters["partial_sends"] += 1
@@ -647,6 +667,14 @@ class TcpSocket:
             return b""
         rcvq = self.rcvq
         if rcvq:
+            short_io = self.host.short_io
+            if short_io is not None and short_io.recv and not flags & _socket.MSG_PEEK:
+                # Injected fault: return a shorter prefix (at least one byte) of what is there.
+                available = len(rcvq) if bufsize >= len(rcvq) else bufsize
+                rng = self.net.fault_rng
+                if available > 1 and rng.random() < short_io.recv:  # type: ignore[union-attr]
+                    bufsize = rng.randint(1, available - 1)  # type: ignore[union-attr]
+                    self.net.counters["short_recvs"] += 1
             if bufsize >= len(rcvq):
                 data = bytes(rcvq)
                 if not flags & _socket.MSG_PEEK:
@@ -1100,6 +1128,8 @@ class TcpSocket:
             self._fail(errno.ETIMEDOUT)
             return
         self.retries += 1
+        self.dupacks = 0
+        self.recover = -1
         self.net.counters["retransmits"] += 1
         # Go back N: resend from the oldest unacknowledged byte (Karn: no RTT sample from it).
         self.snd_nxt = self.snd_una
@@ -1108,6 +1138,21 @@ class TcpSocket:
         self.rtt_seq = -1
         self._arm_rto(self.rto_ns << self.retries)
         self._output()
+
+    def _retransmit_head(self) -> None:
+        """Resend the first unacknowledged segment only (tcp_retransmit_skb of the head)."""
+        if self.remote is None or self.state in (SYN_SENT, SYN_RECV, CLOSED, LISTEN, TIME_WAIT):
+            return
+        sndq = self.sndq
+        n = min(self._eff_mss(), len(sndq), self.snd_max - self.snd_una)
+        seq = self.snd_una
+        flags = ACK | PSH if n else ACK
+        if self.fin_sent and seq + n == self.fin_seq:
+            flags |= FIN
+        elif not n:
+            return
+        self.rtt_seq = -1  # Karn: no RTT sample from a retransmitted segment
+        self._transmit(Segment(self.local, self.remote, flags, seq, self.rcv_nxt, self._advertise(), bytes(sndq[:n])))  # type: ignore[arg-type]
 
     def _arm_persist(self) -> None:
         if self.persist_timer is None:
@@ -1153,6 +1198,7 @@ class TcpSocket:
             del host.connections[key]  # type: ignore[index]
         self.state = CLOSED
         self.shutdown_flags = SHUTDOWN_MASK
+        self.ooo.clear()
         if self.orphan or not self.user_bound:
             self._release_port()
 
@@ -1179,6 +1225,26 @@ class TcpSocket:
         self.sndq.clear()
         self._done()
         self.wake(KEY_ALL)
+
+    def _vanish(self) -> None:
+        """Its host crashed: gone at once, no segment sent, nothing left to wake (faults.Crash)."""
+        self._cancel_timers()
+        for req in self.syn_queue.values():
+            if req.timer is not None:
+                req.timer.cancel()
+        self.syn_queue.clear()
+        while self.accept_queue:
+            self.accept_queue.popleft()._vanish()
+        self.state = CLOSED
+        self.shutdown_flags = SHUTDOWN_MASK
+        self.sndq.clear()
+        self.rcvq.clear()
+        self.ooo.clear()
+        self.watchers = []
+        self.port_held = False
+        self.orphan = True
+        self.closed_fd = True
+        self.fd = -1
 
     def _enter_time_wait(self) -> None:
         self._cancel_timers()
@@ -1221,6 +1287,8 @@ class TcpSocket:
         elif flags & FIN:
             if seg.seq == self.rcv_nxt:
                 self._fin_received()
+            elif seg.seq > self.rcv_nxt and state not in (CLOSE_WAIT, CLOSING, LAST_ACK):
+                self._queue_out_of_order(seg.seq, b"", FIN)  # a FIN beyond a hole waits for it
         elif seg.seq == self.rcv_nxt - 1:
             # A zero-window probe (tcp_xmit_probe_skb sends snd_una - 1): the old sequence number
             # is out of window, and tcp_validate_incoming answers it with an ACK carrying our
@@ -1306,16 +1374,38 @@ class TcpSocket:
                 self.rtt_seq = -1
             self.retries = 0
             self.persist_backoff = 0
+            self.dupacks = 0
             if self.rto_timer is not None:
                 self.rto_timer.cancel()
                 self.rto_timer = None
             if ack < self.snd_max:
                 self._arm_rto(self.rto_ns)
+            if self.recover >= 0:
+                if ack < self.recover:
+                    # NewReno's partial ACK: the next hole is known lost too; resend it now.
+                    self.net.counters["fast_retransmits"] += 1
+                    self._retransmit_head()
+                else:
+                    self.recover = -1
             if self.fin_sent and ack > self.fin_seq:
                 self._our_fin_acked()
                 if self.state in (CLOSED, TIME_WAIT):
                     return
             self._check_write_space()
+        elif (
+            ack == self.snd_una
+            and ack < self.snd_max
+            and not seg.data
+            and not seg.flags & FIN
+            and seg.window == self.snd_wnd
+        ):
+            # A duplicate ACK (tcp_ack's "dup ack" test: nothing new acknowledged, no data, the
+            # same window): the third one means the segment at snd_una was lost (RFC 5681 3.2).
+            self.dupacks += 1
+            if self.dupacks == 3 and self.recover < 0:
+                self.recover = self.snd_max
+                self.net.counters["fast_retransmits"] += 1
+                self._retransmit_head()
         window = seg.window
         self.snd_wnd = window
         if window > self.max_window:
@@ -1351,9 +1441,6 @@ class TcpSocket:
                 return
             data = data[overlap:]
             seq = rcv_nxt
-        if seq != rcv_nxt:
-            self._send_ack()  # out of order: a duplicate ACK, the segment is dropped
-            return
         if self.shutdown_flags & RCV_SHUTDOWN and state in (FIN_WAIT1, FIN_WAIT2) and not self.done:
             # tcp_rcv_state_process step 7: new data after our receive side was shut down and our
             # FIN sent -- "RFC 1122 says we MUST send a reset" (LINUX.md §3).
@@ -1362,6 +1449,9 @@ class TcpSocket:
             return
         if state in (CLOSE_WAIT, CLOSING, LAST_ACK):
             self._send_ack()  # data after the peer's own FIN: impossible from an honest peer
+            return
+        if seq != rcv_nxt:
+            self._queue_out_of_order(seq, data, seg.flags & FIN)
             return
         free = self._rcv_capacity() - len(self.rcvq)
         take = len(data) if len(data) <= free else (free if free > 0 else 0)
@@ -1381,11 +1471,51 @@ class TcpSocket:
             if take:
                 self.wake(KEY_IN)
             return
-        if seg.flags & FIN:
+        if self.ooo:
+            if self._drain_out_of_order(seg.flags & FIN):
+                self._fin_received()  # ACKs at once
+            else:
+                self._send_ack()  # a filled hole is ACKed at once (tcp_data_queue: ICSK_ACK_NOW)
+        elif seg.flags & FIN:
             self._fin_received()  # ACKs at once
         else:
             self._ack_policy()
         self.wake(KEY_IN)
+
+    def _queue_out_of_order(self, seq: int, data: bytes, fin: int) -> None:
+        """tcp_data_queue_ofo: keep a segment that lies beyond a hole (what fits in the buffer
+        once the hole is filled), and send a duplicate ACK at once so the sender learns of the
+        hole (__tcp_ack_snd_check acks at once while the out-of-order queue is not empty)."""
+        room = self._rcv_capacity() - len(self.rcvq) - (seq - self.rcv_nxt)
+        if len(data) > room:
+            data = data[: room if room > 0 else 0]
+            fin = 0
+        if data or fin:
+            ooo = self.ooo
+            i = bisect.bisect_left(ooo, seq, key=lambda entry: entry[0])
+            if not (i < len(ooo) and ooo[i][0] == seq and len(ooo[i][1]) >= len(data) and (ooo[i][2] or not fin)):
+                ooo.insert(i, (seq, data, fin))
+            self.net.counters["out_of_order"] += 1
+        self._send_ack()
+
+    def _drain_out_of_order(self, fin: int) -> int:
+        """tcp_ofo_queue: move what the new in-order data made contiguous to the receive queue;
+        returns whether a FIN was reached."""
+        ooo = self.ooo
+        while ooo and ooo[0][0] <= self.rcv_nxt:
+            seq, data, entry_fin = ooo.pop(0)
+            end = seq + len(data)
+            if end < self.rcv_nxt or (end == self.rcv_nxt and not entry_fin):
+                continue  # wholly old: a duplicate of what is already queued
+            part = data[self.rcv_nxt - seq :]
+            if part:
+                self.rcvq += part
+                self.rcv_nxt += len(part)
+            if entry_fin:
+                fin = entry_fin
+                ooo.clear()
+                break
+        return fin
 
     def _ack_policy(self) -> None:
         """__tcp_ack_snd_check: ACK at once in quick-ack mode or after more than one full segment;
@@ -1508,6 +1638,7 @@ class TcpSocket:
         child.local = req.local
         child.remote = req.remote
         child.conn_id = self.net.new_conn_id()
+        child.host_conn_no = self.host.next_conn_no()
         child.reuseaddr = self.reuseaddr
         child.nodelay = self.nodelay
         child.rcvbuf, child.rcvbuf_locked = self.rcvbuf, self.rcvbuf_locked
