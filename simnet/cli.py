@@ -92,6 +92,16 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-header-bytes", type=size, help="http: request head limit, else 431 (default 8k)")
     p.add_argument("--max-body-bytes", type=size, help="http: request body limit, else 413 (default 1m)")
     p.add_argument("--machine", metavar="MODULE:FACTORY", help="run a machine variant instead of ServerMachine")
+    # Faults (docs/faults.md): a schedule file, and shorthands for the commonest ones, which
+    # apply to every client's link (merged into the file's catch-all [[links]] entry, if any).
+    p.add_argument("--faults", metavar="SCHEDULE.toml", help="a fault schedule (TOML or JSON; docs/faults.md)")
+    p.add_argument("--loss", type=fraction, help="per-segment loss probability on every link")
+    p.add_argument("--duplicate", type=fraction, help="per-segment duplication probability")
+    p.add_argument("--reorder", type=fraction, help="per-segment probability of being held back 5 ms")
+    p.add_argument("--jitter", metavar="DIST:PARAMS", help="extra delay per segment, e.g. uniform:0:2ms, "
+                   "exponential:1ms, normal:1ms:0.5ms, constant:3ms")
+    p.add_argument("--short-io", type=fraction, metavar="RATE",
+                   help="server: short recv, short send and spurious epoll wake-ups, each at this rate (< 1)")
 
 
 # `simnet run` with no options: the issue's example, 200 HTTP clients.
@@ -104,6 +114,7 @@ _WORKLOAD_OPTIONS = (
 _RUN_OPTIONS = ("seed", "latency", "rcvbuf", "sndbuf", "backlog", "max_connections", "output_cap", "edge_triggered",
                 "idle_timeout", "header_timeout", "keepalive_timeout", "machine")  # fmt: skip
 _APP_OPTIONS = ("max_header_bytes", "max_body_bytes")  # into RunConfig.app_options
+_FAULT_OPTIONS = ("faults", "loss", "duplicate", "reorder", "jitter", "short_io")  # into RunConfig.faults
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -138,6 +149,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     app_changes = {k: getattr(args, k) for k in _APP_OPTIONS if getattr(args, k, None) is not None}
     if app_changes:
         run_changes["app_options"] = {**base.app_options, **app_changes}
+    faults = _faults_from_args(args, base.faults)
+    if faults is not base.faults:
+        run_changes["faults"] = faults
     try:
         config = attrs.evolve(base, workload=attrs.evolve(base.workload, **workload_changes), **run_changes)
         config.server_config()  # validates the server's share of the options now
@@ -148,9 +162,48 @@ def config_from_args(args: argparse.Namespace) -> Any:
             from simnet.run import load_object
 
             load_object(config.machine)
+        from simnet.run import _resolve_faults
+
+        _resolve_faults(config.faults)  # refuses a crash of the server's host
     except TypeError as exc:
         raise ValueError(str(exc)) from None
     return config
+
+
+def _faults_from_args(args: argparse.Namespace, base: Any) -> Any:
+    """The run's FaultSchedule: --faults FILE (else the --config file's), with the shorthand
+    options laid over it. `base` itself when no fault option was given."""
+    from simnet.faults import FaultSchedule, LinkFaults, ShortIO, load_schedule, parse_jitter
+
+    schedule = base
+    if getattr(args, "faults", None):
+        schedule = load_schedule(args.faults)
+    link: dict[str, Any] = {}
+    for name in ("loss", "duplicate", "reorder"):
+        if getattr(args, name, None) is not None:
+            link[name] = getattr(args, name)
+    if getattr(args, "jitter", None) is not None:
+        link["jitter"] = parse_jitter(args.jitter, "--jitter")
+    short_io = getattr(args, "short_io", None)
+    if short_io is not None and short_io >= 1:
+        raise ValueError(f"--short-io: a rate below 1 (a call must be able to succeed), not {short_io}")
+    if not link and short_io is None:
+        return schedule
+    schedule = schedule or FaultSchedule()
+    if link:
+        links = list(schedule.links)
+        for i, entry in enumerate(links):
+            if entry.src is None and entry.dst is None:
+                links[i] = attrs.evolve(entry, **link)
+                break
+        else:
+            links.insert(0, LinkFaults(**link))
+        schedule = attrs.evolve(schedule, links=tuple(links))
+    if short_io is not None:
+        rest = tuple(item for item in schedule.short_io if item.host is not None)
+        server = ShortIO(recv=short_io, send=short_io, spurious_wakeup=short_io)
+        schedule = attrs.evolve(schedule, short_io=(server, *rest))
+    return schedule
 
 
 def _add_run_parser(subparsers: Any) -> None:
@@ -202,7 +255,7 @@ def reproduce_command(args: argparse.Namespace, seed: int | None = None) -> str:
     words = ["simnet", "run"]
     if args.config:
         words += ["--config", args.config]
-    for name in ("seed", *_WORKLOAD_OPTIONS, *_RUN_OPTIONS, *_APP_OPTIONS):
+    for name in ("seed", *_WORKLOAD_OPTIONS, *_RUN_OPTIONS, *_APP_OPTIONS, *_FAULT_OPTIONS):
         value = seed if name == "seed" and seed is not None else getattr(args, name, None)
         if value is None or name == "seed" and value is None:
             continue

@@ -290,7 +290,8 @@ def parse_jitter(value: Any, where: str = "jitter") -> Jitter:
         if isinstance(value, dict):
             return Jitter(**value)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{where}: {exc}".replace("jitter: ", "")) from None
+        message = str(exc)
+        raise ValueError(f"{where}: {message.removeprefix('jitter: ')}") from None
     raise ValueError(f"{where}: expected [\"distribution\", params...], not {value!r}")
 
 

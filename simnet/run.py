@@ -17,6 +17,7 @@ from typing import IO, Any, Callable
 import attrs
 
 from simnet.driver import SimDriver
+from simnet.faults import FaultSchedule
 from simnet.kernel import Network
 from simnet.server import syscalls as sc
 from simnet.server.apps import make_app
@@ -51,10 +52,18 @@ class RunConfig:
     # "MODULE:FACTORY" of a machine variant to run instead of ServerMachine -- a user's own, or a
     # deliberately broken one in a test -- called as FACTORY(server_config, app_factory).
     machine: str | None = None
+    # Faults (docs/faults.md): link faults on every client's link, partitions, holds, injected
+    # RSTs, client-host crashes, short I/O (on the server's host unless a ShortIO names one).
+    faults: FaultSchedule | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A plain-JSON form that `from_json` reads back (for failure files and `--config`)."""
-        return attrs.asdict(self)
+        """A plain-JSON form that `from_json` reads back (for failure files and `--config`).
+        No faults, no "faults" key: the form (and a failure file's digest) of a fault-free
+        config is what it was before faults existed."""
+        out = attrs.asdict(self, filter=lambda field, value: field.name != "faults")
+        if self.faults is not None and not self.faults.empty:
+            out["faults"] = self.faults.to_json()
+        return out
 
     @classmethod
     def from_json(cls, obj: Any) -> RunConfig:
@@ -75,6 +84,8 @@ class RunConfig:
             if wunknown:
                 raise ValueError(f"unknown workload field {wunknown[0]!r}")
             fields["workload"] = Workload(**workload)
+        if fields.get("faults") is not None:
+            fields["faults"] = FaultSchedule.from_json(fields["faults"])
         try:
             return cls(**fields)
         except TypeError as exc:
@@ -112,6 +123,7 @@ class RunSummary:
     open_fds_at_end: int
     server_exit: str | None
     finished: bool
+    faulty: bool = False  # the run had faults: clients may also time out, be refused, crash
 
     @property
     def ok(self) -> bool:
@@ -127,11 +139,14 @@ class RunSummary:
             found.append(f"{self.open_fds_at_end} fds left open")
         if clients["wrong_responses"]:
             found.append(f"{clients['wrong_responses']} wrong responses: " + "; ".join(clients["failures"]))
-        unexpected = {name: n for name, n in clients["errors"].items() if name not in _EXPECTED_CLIENT_ERRORS}
+        expected = _EXPECTED_CLIENT_ERRORS + (_FAULT_CLIENT_ERRORS if self.faulty else ())
+        unexpected = {name: n for name, n in clients["errors"].items() if name not in expected}
         if unexpected:
             found.append(f"client errors {_fmt_counts(unexpected)}")
         if self.server_exit not in (None, "shutdown"):
             found.append(f"server exit: {self.server_exit}")
+        if clients.get("unfinished"):
+            found.append(f"{clients['unfinished']} clients neither completed nor named an error")
         return found
 
     def lines(self) -> list[str]:
@@ -152,6 +167,7 @@ class RunSummary:
             f"segments             {k.get('segments', 0)} ({k.get('retransmits', 0)} retransmitted)",
             f"syscalls             {self.syscalls} ({s['epoll_waits']} epoll_wait)",
             f"client errors        {_fmt_counts(c['errors'])}",
+            *([f"faults               {_fmt_counts(faults)}"] if (faults := _fault_counts(k)) else []),
             f"server closes        {_fmt_counts(s['closes'])}",
             f"open fds at end      {self.open_fds_at_end}",
             f"simpy events         {self.events}",
@@ -161,6 +177,19 @@ class RunSummary:
 # Errors a client may see by design: a slow reader or resetter provoking the server, or being
 # timed out by it. Anything else in a plain run is a failure.
 _EXPECTED_CLIENT_ERRORS = ("ECONNRESET", "EPIPE")
+# Under faults a client may also give up on a dead path (ETIMEDOUT), find a restarted server port
+# closed (ECONNREFUSED), see the server time a stalled connection out before its first response
+# (EOF_BEFORE_RESPONSE), or die with its host (HOST_CRASHED). Each is an error it can name.
+_FAULT_CLIENT_ERRORS = ("ETIMEDOUT", "ECONNREFUSED", "EOF_BEFORE_RESPONSE", "HOST_CRASHED")
+# Kernel counters that count faults and the recovery from them, in the summary's "faults" line.
+FAULT_COUNTERS = (
+    "lost", "partitioned", "held", "released", "duplicated", "reordered", "out_of_order", "fast_retransmits",
+    "rsts_injected", "rsts_missed", "crashes", "restarts", "short_recvs", "short_sends", "spurious_wakeups",
+)  # fmt: skip
+
+
+def _fault_counts(kernel: dict[str, int]) -> dict[str, int]:
+    return {name: kernel[name] for name in FAULT_COUNTERS if kernel.get(name)}
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:
@@ -199,7 +228,8 @@ def simulate(
 ) -> RunSummary:
     """Run `config` to the end. With `trace` (a path or a binary file), the server's syscalls are
     recorded there as a trace that `simnet replay` replays exactly."""
-    net = Network(seed=config.seed, latency=config.latency)
+    faults = _resolve_faults(config.faults)
+    net = Network(seed=config.seed, latency=config.latency, faults=faults)
     rng = net.rng
     server_host = net.host(SERVER_IP)
     workload = config.workload
@@ -236,6 +266,18 @@ def simulate(
         for plan in plans
     ]
     env = net.env
+    if faults is not None and faults.crashes:
+        procs_by_host: dict[str, list[Any]] = {}
+        for plan, proc in zip(plans, procs):
+            procs_by_host.setdefault(client_hosts[plan.client_id % len(client_hosts)].ip, []).append(proc)
+
+        def crashed(host: Any) -> None:
+            # The client processes on a crashed host die with it (they see HOST_CRASHED).
+            for proc in procs_by_host.get(host.ip, []):
+                if proc.is_alive:
+                    proc.interrupt("host crashed")
+
+        net.crash_callbacks.append(crashed)
 
     def supervisor() -> Any:
         if procs:
@@ -252,15 +294,31 @@ def simulate(
     if writer is not None:
         writer.close()
     open_fds = len(server_host.fds)
+    clients = attrs.asdict(stats)
+    if faults is not None:
+        clients["unfinished"] = sum(1 for proc in procs if not proc.triggered)
     return RunSummary(
         seed=config.seed,
         sim_time_ns=net.now_ns,
         syscalls=driver.syscalls,
         server=attrs.asdict(machine.stats) if attrs.has(type(machine.stats)) else dict(vars(machine.stats)),
-        clients=attrs.asdict(stats),
+        clients=clients,
         kernel=dict(sorted(net.counters.items())),
         events=events_scheduled(env),
         open_fds_at_end=open_fds,
         server_exit=getattr(machine, "exit_reason", None),
         finished=finished and server_proc.triggered,
+        faulty=faults is not None,
     )
+
+
+def _resolve_faults(faults: FaultSchedule | None) -> FaultSchedule | None:
+    """A run's schedule as the Network takes it: ShortIO without a host means the server's;
+    a crash of the server's host is refused (the server machine cannot be restarted)."""
+    if faults is None or faults.empty:
+        return None
+    for crash in faults.crashes:
+        if crash.host == SERVER_IP:
+            raise ValueError(f"crashes: the server's host {SERVER_IP} cannot crash in a run (only client hosts)")
+    short_io = tuple(attrs.evolve(item, host=SERVER_IP) if item.host is None else item for item in faults.short_io)
+    return attrs.evolve(faults, short_io=short_io)

@@ -15,6 +15,10 @@ shrink and print, and the run it describes is the same every time. Shrinking goe
 clients, fewer requests, no pipelining, default buffers and zero latency: the smallest run that
 still fails.
 
+`fault_schedules()` draws faults (docs/faults.md): link loss, duplication, reordering and jitter,
+partitions and holds that heal, injected RSTs and short I/O; `run_configs(faults=True)` adds one
+to each run. Everything shrinks towards no fault at all.
+
 `seeds()` draws the seed; `registered_network(seed)` builds a `Network` whose RNG hypothesis
 knows about (`hypothesis.register_random`), for tests that draw from `net.rng` themselves.
 """
@@ -25,7 +29,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from simnet.run import RunConfig
+from simnet.faults import FaultSchedule, Hold, InjectRst, Jitter, LinkFaults, Partition, ShortIO
+from simnet.run import SERVER_IP, RunConfig
 from simnet.workload import Workload
 
 # Linux clamps SO_RCVBUF/SO_SNDBUF to minimums after doubling (LINUX.md §2), so 1 means "as small
@@ -83,6 +88,65 @@ def network_conditions(draw: st.DrawFn) -> dict[str, Any]:
     return {"latency": draw(latencies()), "rcvbuf": draw(buffer_sizes()), "sndbuf": draw(buffer_sizes())}
 
 
+JITTERS = (
+    Jitter(),
+    Jitter(distribution="uniform", params=(0.0, 0.001)),
+    Jitter(distribution="exponential", params=(0.0005,)),
+    Jitter(distribution="normal", params=(0.001, 0.0005)),
+)
+CLIENT_HOST = "10.0.1.1"  # where a run's clients live (simnet.run puts up to 5000 on each host)
+
+
+@st.composite
+def link_faults(draw: st.DrawFn, *, max_loss: float = 0.05) -> LinkFaults:
+    """Faults on every link: loss up to `max_loss`, duplication, reordering, jitter."""
+    losses = tuple(rate for rate in (0.0, 0.01, 0.02, 0.05, 0.1) if rate <= max_loss)
+    return LinkFaults(
+        loss=draw(st.sampled_from(losses)),
+        duplicate=draw(st.sampled_from([0.0, 0.02, 0.1])),
+        reorder=draw(st.sampled_from([0.0, 0.02, 0.1])),
+        reorder_delay=draw(st.sampled_from([0.005, 0.0005, 0.05])),
+        jitter=draw(st.sampled_from(JITTERS)),
+    )
+
+
+@st.composite
+def fault_schedules(
+    draw: st.DrawFn,
+    *,
+    max_loss: float = 0.05,
+    partitions: bool = True,
+    holds: bool = True,
+    rsts: bool = True,
+    short_io: bool = True,
+    server: str = SERVER_IP,
+    client: str = CLIENT_HOST,
+) -> FaultSchedule:
+    """A schedule of faults between `server` and `client` hosts that a correct server survives
+    with every client completing or naming its error: partitions and holds always heal (within
+    a few seconds), loss stays at or below `max_loss`, short I/O rates below 1/2. No crashes:
+    they end the clients on a host by design (test them with an explicit Crash)."""
+    times = st.sampled_from([0.0, 0.05, 0.2, 0.5, 1.0])
+    spans = st.sampled_from([0.05, 0.5, 2.0, 4.0])
+    links = (draw(link_faults(max_loss=max_loss)),) if draw(st.booleans()) else ()
+    cuts = []
+    if partitions and draw(st.booleans()):
+        start = draw(times)
+        cuts.append(Partition(a=server, b=client, start=start, end=start + draw(spans), one_way=draw(st.booleans())))
+    held = []
+    if holds and draw(st.booleans()):
+        start = draw(times)
+        held.append(Hold(a=server, b=client, start=start, end=start + draw(spans), one_way=draw(st.booleans())))
+    resets = []
+    if rsts and draw(st.booleans()):
+        resets.append(InjectRst(at=draw(times), host=server, nth=draw(st.integers(1, 5)), one_sided=draw(st.booleans())))
+    io = []
+    if short_io and draw(st.booleans()):
+        rates = st.sampled_from([0.0, 0.1, 0.3, 0.5])
+        io.append(ShortIO(recv=draw(rates), send=draw(rates), spurious_wakeup=draw(rates)))
+    return FaultSchedule(links=links, partitions=cuts, holds=held, rsts=resets, short_io=io)
+
+
 @st.composite
 def run_configs(
     draw: st.DrawFn,
@@ -90,11 +154,20 @@ def run_configs(
     app: str | None = None,
     machine: str | None = None,
     edge_triggered: bool | None = None,
+    faults: bool | st.SearchStrategy[FaultSchedule] = False,
     **workload_options: Any,
 ) -> RunConfig:
     """A whole run: seed, workload, network conditions and the server's epoll mode.
-    `machine` ("MODULE:FACTORY") runs a machine variant; other keywords go to `workloads`."""
+    `machine` ("MODULE:FACTORY") runs a machine variant; `faults=True` draws a
+    `fault_schedules()` for it (or pass your own strategy of FaultSchedules); other keywords go
+    to `workloads`."""
+    schedule = None
+    if faults is True:
+        schedule = draw(fault_schedules())
+    elif faults is not False:
+        schedule = draw(faults)  # type: ignore[arg-type]
     return RunConfig(
+        faults=schedule,
         seed=draw(seeds()),
         workload=draw(workloads(app=app, **workload_options)),
         edge_triggered=draw(st.booleans()) if edge_triggered is None else edge_triggered,

@@ -206,6 +206,19 @@ class ResponseReader:
 def client_process(
     host: Any, server: tuple[str, int], plan: ClientPlan, workload: Workload, stats: ClientStats
 ) -> Generator[Any, Any, None]:
+    """One client, as a simpy process (see `_client`). A client whose host crashes (a fault,
+    simnet.faults.Crash) is interrupted and counts the error HOST_CRASHED."""
+    import simpy
+
+    try:
+        yield from _client(host, server, plan, workload, stats)
+    except simpy.Interrupt:
+        stats.error("HOST_CRASHED")
+
+
+def _client(
+    host: Any, server: tuple[str, int], plan: ClientPlan, workload: Workload, stats: ClientStats
+) -> Generator[Any, Any, None]:
     """One client, as a simpy process on `host`: connect, send, read and check every response.
 
     Like real HTTP clients (urllib3, browsers; RFC 9112 §9.3.1), a client whose reused
