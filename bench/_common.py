@@ -374,7 +374,7 @@ def machine_info() -> dict[str, str]:
     if WRK is not None:
         try:
             probe = subprocess.run([WRK, "-v"], capture_output=True, text=True, timeout=5)
-            wrk_version = (probe.stdout + probe.stderr).strip().splitlines()[0]
+            wrk_version = (probe.stdout + probe.stderr).strip().splitlines()[0].split(" Copyright")[0]
         except (OSError, subprocess.SubprocessError, IndexError):
             wrk_version = "installed"
     return {

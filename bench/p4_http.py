@@ -235,7 +235,7 @@ def run(quick: bool = False, rounds: int | None = None, install_h11: bool = Fals
     how = f"{rounds} rounds of {seconds:.0f} s per server, servers alternating"
     rows = []
     details = [f"P4: wrk -t1 -c{CONNS} -d{seconds:.0f}s `GET /`, {how}; server CPU time per request "
-               "(utime+stime from /proc, steadier than wall time on a shared machine):"]
+               "(/proc/PID/schedstat; steadier than wall time on a shared machine):"]
     for kind in kinds:
         details.append(f"  {kind:8} {C.fmt_spread(C.spread(rps[kind]), 'req/s')}, "
                        f"{C.fmt_spread(C.spread(cpu[kind]), 'us CPU/request')}")
