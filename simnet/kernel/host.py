@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import socket as _socket
 from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
 
@@ -24,6 +25,10 @@ class Host:
         self.net = net
         self.ip = ip
         self.fds: dict[int, TcpSocket | Epoll] = {}
+        # Every fd below _next_fd is either in fds or in the heap _free_fds, so the lowest free
+        # one is found in O(log n), not by a scan (10,000 connections made the scan quadratic).
+        self._free_fds: list[int] = []
+        self._next_fd = FIRST_FD
         # Connected sockets (SYN_SENT onwards, including orphans and TIME_WAIT), by 4-tuple.
         self.connections: dict[tuple[Address, Address], TcpSocket] = {}
         self.listeners: dict[Address, TcpSocket] = {}
@@ -72,15 +77,22 @@ class Host:
 
     def allocate_fd(self, obj: TcpSocket | Epoll) -> int:
         # Linux hands out the lowest free descriptor (fs/file.c alloc_fd).
-        fd = FIRST_FD
         fds = self.fds
-        while fd in fds:
-            fd += 1
+        free = self._free_fds
+        if not fds:  # all closed (or the host crashed): start again from the bottom
+            free.clear()
+            self._next_fd = FIRST_FD
+        if free:
+            fd = heapq.heappop(free)
+        else:
+            fd = self._next_fd
+            self._next_fd = fd + 1
         fds[fd] = obj
         return fd
 
     def release_fd(self, fd: int) -> None:
-        self.fds.pop(fd, None)
+        if self.fds.pop(fd, None) is not None:
+            heapq.heappush(self._free_fds, fd)
 
     def is_local_address(self, ip: str) -> bool:
         return ip == self.ip or ip == "0.0.0.0" or ip.startswith("127.")

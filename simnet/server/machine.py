@@ -388,14 +388,14 @@ class ServerMachine:
         ok = True
         why = ""
         if isinstance(request, sc.Socket | sc.EpollCreate):
-            ok = _is_fd(value) and value not in self._open_fds()
+            ok = _is_fd(value) and not self._is_open_fd(value)
             why = "expected a new fd"
         elif isinstance(request, sc.Accept):
             ok = (
                 isinstance(value, tuple)
                 and len(value) == 2
                 and _is_fd(value[0])
-                and value[0] not in self._open_fds()
+                and not self._is_open_fd(value[0])
                 and _is_addr(value[1])
             )
             why = "expected (new fd, (host, port))"
@@ -433,13 +433,9 @@ class ServerMachine:
         if not ok:
             raise self._fail_driver(request, result, why)
 
-    def _open_fds(self) -> list[int]:
-        fds = list(self._by_fd)
-        if self.listen_fd is not None:
-            fds.append(self.listen_fd)
-        if self.epfd is not None:
-            fds.append(self.epfd)
-        return fds
+    def _is_open_fd(self, fd: int) -> bool:
+        # O(1): checked on every Accept, so a scan of all open fds made accepting quadratic.
+        return fd in self._by_fd or fd == self.listen_fd or fd == self.epfd
 
     # ---------------------------------------------------------------------------------------------
     # choosing the next request
