@@ -157,6 +157,21 @@ class RequestSock:
 class TcpSocket:
     """A simulated TCP socket with the methods of Python's `socket.socket`."""
 
+    # Slots, not a __dict__: a 10,000-connection simulation holds 20,000 of these, and a
+    # 70-key instance dict was most of their memory (docs/benchmarks.md, P6).
+    __slots__ = (
+        "host", "net", "fd", "conn_id", "host_conn_no", "family", "type", "proto", "state",
+        "ss_state", "local", "remote", "port_held", "user_bound", "orphan", "closed_fd", "refs",
+        "file_id", "timeout_ns", "reuseaddr", "nodelay", "linger", "rcvbuf", "sndbuf",
+        "rcvbuf_locked", "sndbuf_locked", "err", "shutdown_flags", "done", "iss", "snd_una",
+        "snd_nxt", "snd_max", "snd_wnd", "max_window", "sndq", "fin_pending", "fin_sent",
+        "fin_seq", "nospace", "mss", "dupacks", "recover", "irs", "rcv_nxt", "rcvq", "ooo",
+        "rcv_wnd_edge", "rcv_wup", "rcv_mss", "quickacks", "last_data_time", "rto_ns", "srtt",
+        "rttvar", "rtt_seq", "rtt_start", "retries", "rto_timer", "delack_timer", "_rto_entry",
+        "_delack_entry", "persist_timer", "persist_backoff", "state_timer", "backlog",
+        "accept_queue", "syn_queue", "parent", "watchers", "waiters", "_co",
+    )
+
     def __init__(self, host: Host) -> None:
         net = host.net
         sysctl = net.sysctl
@@ -234,18 +249,24 @@ class TcpSocket:
         self.state_timer: Timer | None = None  # TIME_WAIT / orphaned FIN_WAIT2
         # listener
         self.backlog = 0
-        self.accept_queue: collections.deque[TcpSocket] = collections.deque()
+        # Only a listener gets a deque (listen()); for every other socket an empty tuple, which
+        # answers len() and truth tests alike at no cost (a deque is ~600 bytes).
+        self.accept_queue: collections.deque[TcpSocket] = ()  # type: ignore[assignment]
         self.syn_queue: dict[Address, RequestSock] = {}
         self.parent: TcpSocket | None = None
         # who to wake
         self.watchers: list[EpItem] = []
         self.waiters: list[Any] = []
+        self._co: SocketCoroutines | None = None
 
-    @functools.cached_property
+    @property
     def co(self) -> SocketCoroutines:
         """The blocking calls as coroutines for simulated processes (made on first use: most
         sockets, such as accepted ones in a server driven by epoll, never need them)."""
-        return SocketCoroutines(self)
+        co = self._co
+        if co is None:
+            co = self._co = SocketCoroutines(self)
+        return co
 
     def __repr__(self) -> str:
         local = f"{self.local[0]}:{self.local[1]}" if self.local else "-"
@@ -412,6 +433,7 @@ class TcpSocket:
             elif self.host.bind_conflict(self, self.local[0], self.local[1], listening=True):
                 raise_errno(errno.EADDRINUSE)
             self.backlog = backlog
+            self.accept_queue = collections.deque()
             self.state = LISTEN
             self.host.listeners[self.local] = self
         finally:
