@@ -132,7 +132,9 @@ class HttptoolsParser:
     def __init__(self, sink: RequestSink, max_header_bytes: int) -> None:
         self._sink = sink
         self._max_header_bytes = max_header_bytes
-        self._parser = httptools.HttpRequestParser(self)
+        # Made at the first byte: an idle connection, which may never send one, then costs
+        # ~1 KB less (docs/benchmarks.md, P6).
+        self._parser: httptools.HttpRequestParser | None = None
         self._in_message = False
         self._head_done = False
         self._url = b""
@@ -174,8 +176,11 @@ class HttptoolsParser:
         in_body = self._in_message and self._head_done
         begun = self._begun
         self._body_fed = 0
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = httptools.HttpRequestParser(self)
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # llhttp stops after an Upgrade (or CONNECT) request. We answer it as plain HTTP/1.1
             # and close (keep_alive was forced off in on_headers_complete); the rest is not ours.
@@ -237,15 +242,17 @@ class HttptoolsParser:
     def on_headers_complete(self) -> None:
         self._head_done = True
         headers = tuple(self._headers)
-        method = self._parser.get_method()
+        parser = self._parser
+        assert parser is not None  # a callback of its own feed_data
+        method = parser.get_method()
         self._sink.on_head(
             RequestHead(
                 method=method,
                 target=self._url,
-                version=self._parser.get_http_version(),
+                version=parser.get_http_version(),
                 headers=headers,
                 # We do not speak the protocol of an Upgrade: answer in HTTP/1.1, then close.
-                keep_alive=self._parser.should_keep_alive() and not self._parser.should_upgrade(),
+                keep_alive=parser.should_keep_alive() and not parser.should_upgrade(),
                 head_size=head_size(method, self._url, headers),
             )
         )
@@ -329,7 +336,9 @@ class HttpProtocol:
     def __init__(self, config: Http, parser_factory: ParserFactory = HttptoolsParser) -> None:
         self._config = config
         self._parser = parser_factory(self, config.max_header_bytes)
-        self._queue: deque[_Outgoing] = deque()  # responses in request order (pipelining)
+        # Responses in request order (pipelining). An empty tuple until the first response: a
+        # deque costs ~600 bytes, which an idle connection need not pay (docs/benchmarks.md, P6).
+        self._queue: deque[_Outgoing] | tuple[()] = ()
         self._request: _Request | None = None  # the request whose head is in and end is not
         # Set once a response that closes the connection is queued, or at EOF. From then on input
         # is ignored: requests pipelined behind a `Connection: close` are never answered (RFC 9112
@@ -376,7 +385,7 @@ class HttpProtocol:
             head = self._queue[0]
             out += head.take(max_bytes - len(out))
             if head.done:
-                self._queue.popleft()
+                self._queue.popleft()  # type: ignore[union-attr]
                 if head.final:
                     self.responses += 1
         return bytes(out)
@@ -407,7 +416,7 @@ class HttpProtocol:
         expect = head.header(b"expect")
         if expect is not None and expect.lower() == b"100-continue" and head.version == "1.1":
             # curl waits up to a second for this before sending a body (RFC 9110 §10.1.1).
-            self._queue.append(_Outgoing(data=b"HTTP/1.1 100 Continue\r\n\r\n", final=False))
+            self._enqueue(_Outgoing(data=b"HTTP/1.1 100 Continue\r\n\r\n", final=False))
 
     def on_body(self, data: bytes) -> None:
         request = self._request
@@ -428,11 +437,17 @@ class HttpProtocol:
 
     # responses -----------------------------------------------------------------------------------
 
+    def _enqueue(self, item: _Outgoing) -> None:
+        queue = self._queue
+        if not isinstance(queue, deque):
+            queue = self._queue = deque()
+        queue.append(item)
+
     def _reject(self, status: int) -> None:
         """Queue an error response that closes the connection; ignore all later input."""
         self._request = None
         body = b"%d %s\n" % (status, _REASONS[status])
-        self._queue.append(_Outgoing(data=_response(status, body, close=True)))
+        self._enqueue(_Outgoing(data=_response(status, body, close=True)))
         self._closing = True
 
     def _respond(self, request: _Request) -> None:
@@ -457,7 +472,7 @@ class HttpProtocol:
                 content_type=content_type,
                 extra=extra,
             )
-            self._queue.append(_Outgoing(data=data))
+            self._enqueue(_Outgoing(data=data))
 
         if route == b"/":
             if method in (b"GET", b"HEAD"):
@@ -490,7 +505,7 @@ class HttpProtocol:
                 content_length=n,
                 content_type=b"application/octet-stream",
             )
-            self._queue.append(_Outgoing(data=data, pattern_len=0 if is_head else n))
+            self._enqueue(_Outgoing(data=data, pattern_len=0 if is_head else n))
         elif not route.startswith(b"/"):
             self._reject(400)
             return
