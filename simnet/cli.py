@@ -105,7 +105,8 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
 
 
 # `simnet run` with no options: the example, 200 HTTP clients.
-RUN_DEFAULTS = {"seed": 7, "clients": 200, "requests": 20}
+RUN_SEED = 7
+RUN_WORKLOAD_DEFAULTS = {"clients": 200, "requests": 20}
 
 _WORKLOAD_OPTIONS = (
     "app", "clients", "requests", "pipeline", "arrival_window", "think_time", "request_size", "response_size",
@@ -123,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     import json
 
     from simnet.run import RunConfig
+    from simnet.workload import Workload
 
     if args.config:
         try:
@@ -135,10 +137,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         except ValueError as exc:
             raise ValueError(f"{args.config}: {exc}") from None
     else:
-        base = RunConfig(seed=RUN_DEFAULTS["seed"])
-        base = attrs.evolve(base, workload=attrs.evolve(base.workload, **{
-            k: v for k, v in RUN_DEFAULTS.items() if k != "seed"
-        }))
+        base = RunConfig(seed=RUN_SEED, workload=Workload(**RUN_WORKLOAD_DEFAULTS))
     workload_changes = {k: getattr(args, k) for k in _WORKLOAD_OPTIONS if getattr(args, k, None) is not None}
     if "read_rate" in workload_changes:
         workload_changes["read_rate"] = float(workload_changes["read_rate"])
@@ -255,9 +254,10 @@ def reproduce_command(args: argparse.Namespace, seed: int | None = None) -> str:
     words = ["simnet", "run"]
     if args.config:
         words += ["--config", args.config]
-    for name in ("seed", *_WORKLOAD_OPTIONS, *_RUN_OPTIONS, *_APP_OPTIONS, *_FAULT_OPTIONS):
+    later = [name for name in (*_RUN_OPTIONS, *_APP_OPTIONS, *_FAULT_OPTIONS) if name != "seed"]
+    for name in ("seed", *_WORKLOAD_OPTIONS, *later):  # the seed first, where a reader looks for it
         value = seed if name == "seed" and seed is not None else getattr(args, name, None)
-        if value is None or name == "seed" and value is None:
+        if value is None:
             continue
         flag = "--" + name.replace("_", "-")
         words += [flag] if value is True else [flag, str(value)]

@@ -57,6 +57,8 @@ def test_failing_seeds_are_listed_with_their_reproduce_command() -> None:
     assert result.returncode == 1
     assert "0 ok, 3 failing" in result.stdout
     assert "reproduce: simnet run --seed 0" in result.stdout
+    reproduce_lines = [line for line in result.stdout.splitlines() if "reproduce:" in line]
+    assert len(reproduce_lines) == 3 and all(line.count("--seed") == 1 for line in reproduce_lines)
     assert "--machine tests.sweep.broken:IgnoresPartialWrites" in result.stdout
 
 
