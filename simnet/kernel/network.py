@@ -18,6 +18,7 @@ latency travel through simpy's event queue.
 from __future__ import annotations
 
 import collections
+import gc
 import hashlib
 import heapq
 import ipaddress
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from simnet.faults import FaultSchedule, Hold, LinkFaults
 
 NS_PER_S = 1_000_000_000
+# Young-generation GC threshold while Network.run runs (see there); CPython's default is 700.
+_GC_YOUNG_THRESHOLD = 100_000
 
 
 def seconds_to_ns(seconds: float) -> int:
@@ -213,6 +216,15 @@ class Network:
         step = env.step
         heappop = heapq.heappop
         skipped = 0
+        # A simulation keeps many long-lived objects (sockets, timers, connections) and makes
+        # few cycles, so CPython's default young-generation threshold (700 allocations) makes
+        # the collector re-scan the same survivors over and over: with 10,000 connections open
+        # that doubled the cost of an event (docs/benchmarks.md, P6b). Collect less often while
+        # the model runs (the older generations less often too); never lower a threshold the
+        # caller chose, and put them back after. Results do not depend on when the GC runs.
+        gc_thresholds = gc.get_threshold()
+        if gc_thresholds[0] and gc_thresholds[0] < _GC_YOUNG_THRESHOLD:
+            gc.set_threshold(_GC_YOUNG_THRESHOLD, max(gc_thresholds[1], 50), max(gc_thresholds[2], 100))
         try:
             while queue:
                 head = queue[0]
@@ -229,6 +241,7 @@ class Network:
                     return
         finally:
             self.timers_skipped += skipped
+            gc.set_threshold(*gc_thresholds)
         if limit is not None and env._now < limit:
             env._now = limit
 
