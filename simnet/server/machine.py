@@ -219,18 +219,19 @@ class Connection:
     close_reason: CloseReason | None = None
     error: str | None = None  # the errno name or app exception that ended it
     budget_used: int = 0  # syscalls this turn (see io_budget)
-    deadline_at: int | None = None  # `deadline` as last entered in the machine's timer heap
+    # The key of this connection's live entry in the machine's timer heap (None: no entry). It
+    # is never later than `deadline`: the entry may come up early, and is then moved on.
+    deadline_at: int | None = None
     queued: bool = False  # in the machine's run queue
 
     @property
     def deadline(self) -> int | None:
         """The nearest of this connection's deadlines."""
-        times = [
-            t
-            for t in (self.idle_deadline, self.header_deadline, self.keepalive_deadline, self.linger_deadline)
-            if t is not None
-        ]
-        return min(times) if times else None
+        nearest = self.idle_deadline
+        for t in (self.header_deadline, self.keepalive_deadline, self.linger_deadline):
+            if t is not None and (nearest is None or t < nearest):
+                nearest = t
+        return nearest
 
 
 @attrs.define
@@ -376,62 +377,64 @@ class ServerMachine:
         return DriverError(f"{self.state.value}: {request!r} -> {result!r}: {why}")
 
     def _check_result(self, request: sc.Syscall, result: sc.Result) -> None:
-        if not isinstance(result, sc.Result):
+        if type(result) is not sc.Result and not isinstance(result, sc.Result):
             raise self._fail_driver(request, result, "not a Result")
-        if type(result.now) is not int or result.now < self.now:
+        now = result.now
+        if type(now) is not int or now < self.now:
             raise self._fail_driver(request, result, f"clock must be an int >= {self.now}")
-        if result.error is not None:
-            if not isinstance(result.error, str) or not result.error or result.value is not None:
+        error = result.error
+        if error is not None:
+            if type(error) is not str or not error or result.value is not None:
                 raise self._fail_driver(request, result, "error must be an errno name, with no value")
             return  # any errno is a network fact: each handler decides what it means
-        value = result.value
-        ok = True
-        why = ""
+        why = self._bad_value(request, result.value)
+        if why is not None:
+            raise self._fail_driver(request, result, why)
+
+    def _bad_value(self, request: sc.Syscall, value: object) -> str | None:
+        """What is wrong with a successful result's value for this request, or None. Checked
+        on every step, so the common requests come first and the message is built only for a
+        bad value."""
+        if isinstance(request, sc.Recv):
+            if isinstance(value, bytes) and len(value) <= request.size:
+                return None
+            return f"expected bytes, at most {request.size}"
+        if isinstance(request, sc.Send):
+            # A stream send of n > 0 bytes returns 1..n, or fails with EAGAIN: never 0.
+            if type(value) is int and 0 < value <= len(request.data):
+                return None
+            return f"expected a count in 1..{len(request.data)}"
+        if isinstance(request, sc.EpollWait):
+            if not (isinstance(value, tuple) and len(value) <= request.max_events):
+                return f"expected a tuple of at most {request.max_events} (fd, mask) pairs"
+            seen: set[int] = set()  # membership only, never iterated
+            for item in value:
+                if not (isinstance(item, tuple) and len(item) == 2 and _is_fd(item[0])
+                        and type(item[1]) is int and item[1] > 0):  # fmt: skip
+                    return f"bad event {item!r}"
+                fd = item[0]
+                if fd in seen:
+                    return f"fd {fd} reported twice"
+                if fd != self.listen_fd and fd not in self._by_fd:
+                    return f"event for fd {fd}, which is not registered"
+                seen.add(fd)
+            return None
         if isinstance(request, sc.Socket | sc.EpollCreate):
-            ok = _is_fd(value) and not self._is_open_fd(value)
-            why = "expected a new fd"
-        elif isinstance(request, sc.Accept):
-            ok = (
+            return None if _is_fd(value) and not self._is_open_fd(value) else "expected a new fd"  # type: ignore[arg-type]
+        if isinstance(request, sc.Accept):
+            if (
                 isinstance(value, tuple)
                 and len(value) == 2
                 and _is_fd(value[0])
                 and not self._is_open_fd(value[0])
                 and _is_addr(value[1])
-            )
-            why = "expected (new fd, (host, port))"
-        elif isinstance(request, sc.GetSockName):
-            ok = _is_addr(value)
-            why = "expected (host, port)"
-        elif isinstance(request, sc.Recv):
-            ok = isinstance(value, bytes) and len(value) <= request.size
-            why = f"expected bytes, at most {request.size}"
-        elif isinstance(request, sc.Send):
-            # A stream send of n > 0 bytes returns 1..n, or fails with EAGAIN: never 0.
-            ok = type(value) is int and 0 < value <= len(request.data)
-            why = f"expected a count in 1..{len(request.data)}"
-        elif isinstance(request, sc.EpollWait):
-            ok = isinstance(value, tuple) and len(value) <= request.max_events
-            why = f"expected a tuple of at most {request.max_events} (fd, mask) pairs"
-            if ok:
-                seen: list[int] = []
-                for item in value:
-                    if not (isinstance(item, tuple) and len(item) == 2 and _is_fd(item[0])
-                            and type(item[1]) is int and item[1] > 0):  # fmt: skip
-                        ok, why = False, f"bad event {item!r}"
-                        break
-                    fd = item[0]
-                    if fd in seen:
-                        ok, why = False, f"fd {fd} reported twice"
-                        break
-                    if fd != self.listen_fd and fd not in self._by_fd:
-                        ok, why = False, f"event for fd {fd}, which is not registered"
-                        break
-                    seen.append(fd)
-        else:  # SetSockOpt, Bind, Listen, Shutdown, Close, EpollCtl return None
-            ok = value is None
-            why = "expected None"
-        if not ok:
-            raise self._fail_driver(request, result, why)
+            ):
+                return None
+            return "expected (new fd, (host, port))"
+        if isinstance(request, sc.GetSockName):
+            return None if _is_addr(value) else "expected (host, port)"
+        # SetSockOpt, Bind, Listen, Shutdown, Close, EpollCtl return None
+        return None if value is None else "expected None"
 
     def _is_open_fd(self, fd: int) -> bool:
         # O(1): checked on every Accept, so a scan of all open fds made accepting quadratic.
@@ -939,22 +942,33 @@ class ServerMachine:
     # -- timers -----------------------------------------------------------------------------------
 
     def _nearest_deadline(self) -> int | None:
+        """The earliest deadline of any connection, exactly (the EpollWait timeout hangs on it)."""
         heap = self._timers
         while heap:
-            deadline, _, cid = heap[0]
+            key, _, cid = heap[0]
             conn = self.connections.get(cid)
-            if conn is not None and conn.deadline_at == deadline:
-                return deadline
-            heapq.heappop(heap)  # stale: the connection left, or its deadline moved
+            if conn is None or conn.deadline_at != key:
+                heapq.heappop(heap)  # stale: the connection left, or an earlier entry replaced it
+                continue
+            deadline = conn.deadline
+            if deadline == key:
+                return key
+            # The deadline moved later (or went) since this entry was made: move the entry on.
+            heapq.heappop(heap)
+            conn.deadline_at = None
+            self._note_deadline(conn)
         return None
 
     def _note_deadline(self, conn: Connection) -> None:
+        # Lazily: only a deadline *earlier* than the connection's heap entry needs a new entry.
+        # The idle deadline moves later on every byte in or out; pushing each time cost a heap
+        # entry per Recv and Send. An entry that comes up early is moved on when it reaches the
+        # top (_nearest_deadline, _expire), so the nearest deadline is still exact.
         deadline = conn.deadline
-        if deadline != conn.deadline_at:
+        if deadline is not None and (conn.deadline_at is None or deadline < conn.deadline_at):
             conn.deadline_at = deadline
-            if deadline is not None:
-                self._timer_seq += 1
-                heapq.heappush(self._timers, (deadline, self._timer_seq, conn.id))
+            self._timer_seq += 1
+            heapq.heappush(self._timers, (deadline, self._timer_seq, conn.id))
 
     def _arm_timers(self, conn: Connection) -> None:
         self._set_deadlines(conn)
@@ -998,10 +1012,16 @@ class ServerMachine:
         due: dict[int, Connection] = {}
         heap = self._timers
         while heap and heap[0][0] <= now:
-            deadline, _, cid = heapq.heappop(heap)
+            key, _, cid = heapq.heappop(heap)
             conn = self.connections.get(cid)
-            if conn is not None and conn.deadline_at == deadline:
+            if conn is None or conn.deadline_at != key:
+                continue  # stale
+            conn.deadline_at = None
+            deadline = conn.deadline
+            if deadline is not None and deadline <= now:
                 due[cid] = conn
+            else:
+                self._note_deadline(conn)  # came up early: the deadline moved later
         for cid in sorted(due):  # in accept order, whatever order the deadlines fell in
             conn = due[cid]
             conn.deadline_at = None
