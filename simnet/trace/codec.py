@@ -745,8 +745,232 @@ _encode_json = msgspec.json.Encoder().encode
 
 def record_line(seq: int, request: Any, result: Result | None) -> bytes:
     """One complete trace line (newline included) for the `seq`-th record."""
+    fast = _FAST_LINES.get(type(request))
+    if fast is not None:
+        try:
+            line = fast(seq, request, result)
+        except ValueError:  # a lone surrogate, an int of 4,300+ digits: the careful path words it
+            line = None
+        if line is not None:
+            return line
+    return careful_record_line(seq, request, result)
+
+
+def careful_record_line(seq: int, request: Any, result: Result | None) -> bytes:
+    """`record_line` through `encode_record` and msgspec: every check, with its explanation.
+    `quick_record_line` is its quick twin, and must write the very same bytes."""
     obj = encode_record(seq, request, result)
     try:
         return _encode_json(obj) + b"\n"
     except UnicodeEncodeError as exc:  # a lone surrogate in a str: not representable in UTF-8 JSON
         raise TypeError(f"{request!r}: a string is not valid Unicode ({exc.reason})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Writing a record the quick way. A recording realnet server writes ~4 lines per HTTP request,
+# and `careful_record_line` spent ~1-1.5 us on each: building the args dict through the
+# per-field codecs, `encode_value`'s dispatch, a dict per record, then msgspec walking it all
+# again. That was most of what recording cost (P5 in docs/benchmarks.md).
+#
+# The quick way formats the line directly. It can match the careful path byte for byte because
+# msgspec writes compact JSON (no spaces) in the dict's key order, so a line is the
+# concatenation of its parts, and each part here is written exactly as msgspec writes it:
+# integers with `%d` (decimal digits and a minus sign, as msgspec writes them; both refuse an
+# int of over 4,300 digits with the same ValueError), strings and tuples of scalars by msgspec
+# itself, payloads as `encode_bytes` then msgspec.
+# It accepts only what it can vouch for -- exact ints, strs and bytes, the errno names this
+# platform knows, tuples of scalars at most two deep -- and returns None for anything else
+# (a bool or a float where an int belongs, bytes inside a tuple, an odd `shutdown`), so that
+# the careful path runs and raises, when it must, with its usual message.
+# tests/trace/test_trace_fast_writer.py holds the two paths to the same bytes.
+# --------------------------------------------------------------------------------------------
+
+_b2a_base64 = binascii.b2a_base64
+
+# `,"err":"EAGAIN"` for every errno name this platform knows and `check_errno` accepts; other
+# names (a trace replayed from elsewhere, a typo that should fail) take the careful path.
+_ERROR_JSON: dict[str, bytes] = {
+    name: b',"err":' + _encode_json(name) for name in errno.errorcode.values() if _ERRNO_NAME.match(name)
+}
+
+
+def _payload_json(data: bytes) -> bytes:
+    """`encode_bytes(data)` as msgspec writes it."""
+    if data.isascii():
+        # msgspec itself escapes the text (\r, \n, \", \u0000): the careful path's escapes, exactly.
+        return b'{"ascii":' + _encode_json(data.decode("ascii")) + b"}"
+    # Base64 needs no escaping in JSON.
+    return b'{"b64":"' + _b2a_base64(data, newline=False) + b'"}'
+
+
+def _value_json(value: Any) -> bytes | None:
+    """`encode_value(value)` as msgspec writes it, for the values syscalls return; else None."""
+    kind = type(value)
+    if kind is int:
+        return b"%d" % value
+    if value is None:
+        return b"null"
+    if kind is bytes:
+        return _payload_json(value)
+    if kind is tuple:
+        # EpollWait's ((fd, mask), ...) and Accept's (fd, (host, port)): msgspec writes tuples of
+        # these scalars as `encode_value` would have them written. Not bytes (msgspec would write
+        # bare base64, not a payload object), nor bools or floats (`encode_value` refuses them).
+        for item in value:
+            kind = type(item)
+            if kind is tuple:
+                for scalar in item:
+                    kind = type(scalar)
+                    if kind is not int and kind is not str and scalar is not None:
+                        return None
+            elif kind is not int and kind is not str and item is not None:
+                return None
+        return _encode_json(value)
+    if kind is str:
+        return _encode_json(value)
+    return None
+
+
+def _result_json(result: Result) -> bytes | None:
+    """The end of a line after `"args":{...}`: ret and/or err, shutdown, `}` and the newline."""
+    error = result.error
+    value = result.value
+    tail: bytes | None
+    if error is None:
+        ret = _value_json(value)
+        if ret is None:
+            return None
+        tail = b',"ret":' + ret
+    else:
+        tail = _ERROR_JSON.get(error) if type(error) is str else None
+        if tail is None:
+            return None
+        if value is not None:  # the odd result with a value *and* an errno: both are written
+            ret = _value_json(value)
+            if ret is None:
+                return None
+            tail = b',"ret":' + ret + tail
+    shutdown = result.shutdown
+    if shutdown is False:
+        return tail + b"}\n"
+    if shutdown is True:
+        return tail + b',"shutdown":true}\n'
+    return None  # a truthy non-bool is refused, a falsy one left out: the careful path knows which
+
+
+FastLine = Callable[[int, Any, Any], Union[bytes, None]]
+
+
+# The body of every generated quick writer. `{checks}` loads and type-checks the request's
+# fields into v0, v1, ...; `{args}` is them as format arguments. Ahead of `_result_json`, which
+# handles every result the quick way can, come inline the shapes of nearly every hot record --
+# an int (Send), None (Close, EpollCtl), an ASCII payload (Recv), a tuple (EpollWait, Accept),
+# an errno alone (EAGAIN) -- each with its own template, since a function call and a bytes
+# concatenation cost as much here as writing the whole line.
+_FAST_LINE_SOURCE = """
+def fast_line(seq, r, result):
+    if type(seq) is not int or type(result) is not Result:
+        return None
+    now = result.now
+    if type(now) is not int:
+        return None
+{checks}
+    if result.shutdown is False:
+        value = result.value
+        error = result.error
+        if error is None:
+            kind = type(value)
+            if kind is int:
+                return with_int % (seq, now{args}, value)
+            if value is None:
+                return with_null % (seq, now{args})
+            if kind is bytes and value.isascii():
+                return with_ascii % (seq, now{args}, encode_json(value.decode("ascii")))
+            if kind is tuple:
+                ret = value_json(value)
+                return None if ret is None else with_ret % (seq, now{args}, ret)
+        elif value is None and type(error) is str:
+            err = error_json.get(error)
+            return None if err is None else with_err % (seq, now{args}, err)
+    tail = result_json(result)
+    return None if tail is None else with_tail % (seq, now{args}, tail)
+"""
+
+
+def _fast_line(call: str, syscall: type, hints: dict[str, Any]) -> FastLine | None:
+    """Generated quick writer of one syscall class's records, or None if a field's type is not
+    one it writes directly (int, str or bytes); as with `_fast_codec`, the straight-line
+    function is written once per class, since a loop over the fields costs as much as the rest."""
+    names = [f.name for f in attrs.fields(syscall)]
+    if any(hints.get(name) not in (int, str, bytes) for name in names):
+        return None
+    checks = []
+    fields = []
+    values = []  # the format arguments of the fields, in order
+    for i, name in enumerate(names):
+        hint = hints[name]
+        checks.append(f"    v{i} = r.{name}")
+        checks.append(f"    if type(v{i}) is not {hint.__name__}:")
+        checks.append("        return None")
+        if hint is int:
+            fields.append(_encode_json(name) + b":%d")
+        elif hint is str:
+            checks.append(f"    v{i} = encode_json(v{i})")
+            fields.append(_encode_json(name) + b":%b")
+        else:  # `_payload_json` inline, its one-key object in the template: Send's data is hot
+            checks += [
+                f"    if v{i}.isascii():",
+                f"        k{i} = b'ascii'",
+                f"        v{i} = encode_json(v{i}.decode('ascii'))",
+                "    else:",
+                f"        k{i} = b'b64'",
+                f"        v{i} = b'\"' + b2a_base64(v{i}, newline=False) + b'\"'",
+            ]
+            fields.append(_encode_json(name) + b':{"%b":%b}')
+            values.append(f", k{i}, v{i}")
+            continue
+        values.append(f", v{i}")
+    # Keys, call name and punctuation as msgspec writes them; a literal % would be a format.
+    call_json = _encode_json(call).replace(b"%", b"%%")
+    head = b'{"seq":%d,"t":%d,"call":' + call_json + b',"args":{' + b",".join(fields) + b"}"
+    env: dict[str, Any] = {
+        "Result": Result,
+        "encode_json": _encode_json,
+        "b2a_base64": _b2a_base64,
+        "value_json": _value_json,
+        "result_json": _result_json,
+        "error_json": _ERROR_JSON,
+        "with_int": head + b',"ret":%d}\n',
+        "with_null": head + b',"ret":null}\n',
+        "with_ascii": head + b',"ret":{"ascii":%b}}\n',
+        "with_ret": head + b',"ret":%b}\n',
+        "with_err": head + b"%b}\n",
+        "with_tail": head + b"%b",
+    }
+    source = _FAST_LINE_SOURCE.replace("{checks}", "\n".join(checks)).replace("{args}", "".join(values))
+    exec(source, env)  # names are attrs fields: identifiers
+    return env["fast_line"]  # type: ignore[no-any-return]
+
+
+def _fast_lines() -> dict[type, FastLine]:
+    lines = {}
+    for call, codec in _CODECS.items():
+        fast = _fast_line(call, codec.cls, typing.get_type_hints(codec.cls))
+        if fast is not None and codec.cls is not Exit:  # Exit has no Result: the careful path's
+            lines[codec.cls] = fast
+    return lines
+
+
+_FAST_LINES = _fast_lines()
+
+
+def quick_record_line(seq: int, request: Any, result: Result | None) -> bytes | None:
+    """The line `careful_record_line` would write, or None if anything is unusual (see above).
+    `record_line` inlines this, to spare a call per record."""
+    fast = _FAST_LINES.get(type(request))
+    if fast is None:
+        return None
+    try:
+        return fast(seq, request, result)
+    except ValueError:
+        return None
