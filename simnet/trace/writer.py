@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
-from typing import IO, Any, Protocol
+from typing import IO, Any, NoReturn, Protocol
 
 from simnet.server.syscalls import EpollWait, Exit, Result
 from simnet.trace.codec import TraceHeader, header_line, record_line
@@ -54,6 +54,8 @@ class TraceWriter:
         self._seq = 0
         self._exited = False
         self._closed = False
+        # One flag for `record` to test, set with either of the two above.
+        self._refusing = False
         # The header goes out immediately: a trace killed before its first flush is still a
         # readable, empty trace that says what was being run.
         self._buffer.append(header_line(header))
@@ -66,19 +68,24 @@ class TraceWriter:
 
     def record(self, request: Any, result: Result | None) -> None:
         """Append the record of `request` and the `result` it was handed (None only for Exit)."""
-        if self._closed:
-            raise ValueError(f"record({request!r}) on a closed TraceWriter")
-        if self._exited:
-            raise ValueError(f"record({request!r}) after Exit: the machine has finished")
-        line = record_line(self._seq + 1, request, result)
-        self._seq += 1
+        # Called once per syscall while recording: one flag tested, the attributes read once.
+        if self._refusing:
+            self._refuse(request)
+        seq = self._seq + 1
+        line = record_line(seq, request, result)
+        self._seq = seq
         self._buffer.append(line)
         self._buffered += len(line)
         if result is None:  # Exit: the end of the run, so nothing may wait in memory
-            self._exited = True
+            self._exited = self._refusing = True
             self.flush()
         elif self._buffered >= self._limit:
             self.flush()
+
+    def _refuse(self, request: Any) -> NoReturn:
+        if self._closed:
+            raise ValueError(f"record({request!r}) on a closed TraceWriter")
+        raise ValueError(f"record({request!r}) after Exit: the machine has finished")
 
     def record_exit(self) -> None:
         """The machine asked for Exit: the last record of a run that ended as it should."""
@@ -100,7 +107,7 @@ class TraceWriter:
         try:
             self.flush()
         finally:
-            self._closed = True
+            self._closed = self._refusing = True
             if self._owned:
                 self._file.close()
 
@@ -144,10 +151,22 @@ class Recorder:
         return self._asked(self.machine.start())
 
     def step(self, result: Result) -> Any:
-        if self._pending is None:
+        # Once per syscall while recording, so `_asked` is written out inline here.
+        pending = self._pending
+        if pending is None:
             raise ValueError("Recorder.step() before start(), or after Exit")
-        self.writer.record(self._pending, result)
-        return self._asked(self.machine.step(result))
+        self.writer.record(pending, result)
+        request = self.machine.step(result)
+        kind = type(request)
+        if kind is EpollWait:
+            if request.timeout_ms != 0 and self._flush_before_wait:
+                self.writer.flush()
+        elif kind is Exit:
+            self._pending = None
+            self.writer.record_exit()
+            return request
+        self._pending = request
+        return request
 
     def _asked(self, request: Any) -> Any:
         kind = type(request)
