@@ -79,6 +79,9 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-rate", type=size, help="a slow reader's bytes per second")
     p.add_argument("--early-closers", type=fraction, help="share closing before their responses")
     p.add_argument("--resetters", type=fraction, help="share resetting (SO_LINGER 0) mid-response")
+    p.add_argument("--response-timeout", type=duration, metavar="DURATION",
+                   help="a client blocked this long gives up and names TIMEOUT (default: never; "
+                   "set one under faults that can kill a connection silently)")
     p.add_argument("--latency", type=duration, help="one-way link latency (default 1ms)")
     p.add_argument("--rcvbuf", type=size, help="server SO_RCVBUF (default: autotuning)")
     p.add_argument("--sndbuf", type=size, help="server SO_SNDBUF (default: autotuning)")
@@ -110,7 +113,7 @@ RUN_WORKLOAD_DEFAULTS = {"clients": 200, "requests": 20}
 
 _WORKLOAD_OPTIONS = (
     "app", "clients", "requests", "pipeline", "arrival_window", "think_time", "request_size", "response_size",
-    "slow_readers", "read_rate", "early_closers", "resetters",
+    "slow_readers", "read_rate", "early_closers", "resetters", "response_timeout",
 )  # fmt: skip
 _RUN_OPTIONS = ("seed", "latency", "rcvbuf", "sndbuf", "backlog", "max_connections", "output_cap", "edge_triggered",
                 "idle_timeout", "header_timeout", "keepalive_timeout", "machine")  # fmt: skip

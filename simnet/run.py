@@ -148,7 +148,10 @@ class RunSummary:
         if self.server_exit not in (None, "shutdown"):
             found.append(f"server exit: {self.server_exit}")
         if clients.get("unfinished"):
-            found.append(f"{clients['unfinished']} clients neither completed nor named an error")
+            found.append(
+                f"{clients['unfinished']} clients neither completed nor named an error "
+                "(with no response timeout, a client waits for ever on a connection a fault killed)"
+            )
         return found
 
     def lines(self) -> list[str]:
@@ -181,8 +184,9 @@ class RunSummary:
 _EXPECTED_CLIENT_ERRORS = ("ECONNRESET", "EPIPE")
 # Under faults a client may also give up on a dead path (ETIMEDOUT), find a restarted server port
 # closed (ECONNREFUSED), see the server time a stalled connection out before its first response
-# (EOF_BEFORE_RESPONSE), or die with its host (HOST_CRASHED). Each is an error it can name.
-_FAULT_CLIENT_ERRORS = ("ETIMEDOUT", "ECONNREFUSED", "EOF_BEFORE_RESPONSE", "HOST_CRASHED")
+# (EOF_BEFORE_RESPONSE), die with its host (HOST_CRASHED), or hit its own response timeout
+# (TIMEOUT, Workload.response_timeout). Each is an error it can name.
+_FAULT_CLIENT_ERRORS = ("ETIMEDOUT", "ECONNREFUSED", "EOF_BEFORE_RESPONSE", "HOST_CRASHED", "TIMEOUT")
 # Kernel counters that count faults and the recovery from them, in the summary's "faults" line.
 FAULT_COUNTERS = (
     "lost", "partitioned", "held", "released", "duplicated", "reordered", "out_of_order", "fast_retransmits",

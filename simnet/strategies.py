@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 
 from simnet.faults import FaultSchedule, Hold, InjectRst, Jitter, LinkFaults, Partition, ShortIO
@@ -94,6 +95,9 @@ JITTERS = (
     Jitter(distribution="exponential", params=(0.0005,)),
     Jitter(distribution="normal", params=(0.001, 0.0005)),
 )
+# The clients' response timeout in runs drawn with faults: longer than any drawn partition or
+# hold and than the server's own timeouts, so it only ends what nothing else would.
+FAULT_RESPONSE_TIMEOUT = 30.0
 CLIENT_HOST = "10.0.1.1"  # where a run's clients live (simnet.run puts up to 5000 on each host)
 
 
@@ -166,10 +170,15 @@ def run_configs(
         schedule = draw(fault_schedules())
     elif faults is not False:
         schedule = draw(faults)  # type: ignore[arg-type]
+    workload = draw(workloads(app=app, **workload_options))
+    if schedule is not None and not schedule.empty and workload.response_timeout is None:
+        # A fault may kill a connection silently (a one-sided RST): without a timeout its client
+        # would wait for ever, and a run must end with every client done or naming its error.
+        workload = attrs.evolve(workload, response_timeout=FAULT_RESPONSE_TIMEOUT)
     return RunConfig(
         faults=schedule,
         seed=draw(seeds()),
-        workload=draw(workloads(app=app, **workload_options)),
+        workload=workload,
         edge_triggered=draw(st.booleans()) if edge_triggered is None else edge_triggered,
         machine=machine,
         **draw(network_conditions()),

@@ -43,6 +43,13 @@ class Workload:
     early_closers: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
     resetters: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
     recv_size: int = attrs.field(default=65536, validator=attrs.validators.gt(0))
+    # A client blocked this long in one call (connect, send, or waiting for response bytes) gives
+    # up and names the error TIMEOUT, as a real HTTP client's timeout does. None: it waits for
+    # ever -- which is what a client does when a fault silently kills its connection (a
+    # one-sided RST, a crashed peer that never restarts), so runs under faults set one.
+    response_timeout: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.app not in ("http", "echo"):
@@ -153,6 +160,10 @@ class ClientStats:
         self.errors[name] = self.errors.get(name, 0) + 1
 
 
+class BadResponse(Exception):
+    """The server's bytes are not a response at all: the client counts a wrong response."""
+
+
 class ResponseReader:
     """Splits the bytes a client reads into complete responses (status, body).
 
@@ -172,8 +183,15 @@ class ResponseReader:
             self._parser = httptools.HttpResponseParser(self)
 
     def feed(self, data: bytes, expected_echo: int = 0) -> None:
+        """Take bytes read from the server; BadResponse if they are not HTTP responses (a
+        server that lost or repeated bytes sends exactly that)."""
         if self.app == "http":
-            self._parser.feed_data(data)
+            import httptools
+
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                raise BadResponse(f"unparseable response ({exc})") from None
         else:
             self._buffer += data
 
@@ -238,6 +256,8 @@ def _client(
     while True:
         sock = host.socket()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if workload.response_timeout is not None:
+            sock.settimeout(workload.response_timeout)
         try:
             answered_here = 0
             reader = ResponseReader(workload.app)
@@ -284,7 +304,10 @@ def _client(
             stats.retries += 1
         except OSError as exc:
             sock.close()
-            name = errno_module.errorcode.get(exc.errno or 0, type(exc).__name__)
+            if isinstance(exc, TimeoutError) and exc.errno is None:
+                name = "TIMEOUT"  # our own timeout (settimeout), not the kernel's ETIMEDOUT
+            else:
+                name = errno_module.errorcode.get(exc.errno or 0, type(exc).__name__)
             if name in ("ECONNRESET", "EPIPE") and answered_here > 0 and reader.idle():
                 # The same race seen from the other side: our request reached a connection the
                 # server had closed, and its kernel answered with a RST.
@@ -316,17 +339,26 @@ def _read_responses(
             if not data:
                 return "eof_before_response", done
             stats.bytes_received += len(data)
-            reader.feed(data)
+            try:
+                reader.feed(data)
+            except BadResponse as exc:
+                _wrong(stats, f"client {plan.client_id}: {exc}")
+                return "wrong", done
             if slow:
                 yield env.timeout(int(len(data) / workload.read_rate * NS))
         status, body = got
         if status != exchange.expect_status or body != exchange.expect_body:
-            stats.wrong_responses += 1
-            if len(stats.failures) < 5:
-                stats.failures.append(
-                    f"client {plan.client_id}: expected {exchange.expect_status} with {len(exchange.expect_body)} "
-                    f"bytes, got {status} with {len(body)} bytes"
-                )
+            _wrong(
+                stats,
+                f"client {plan.client_id}: expected {exchange.expect_status} with {len(exchange.expect_body)} "
+                f"bytes, got {status} with {len(body)} bytes",
+            )
             return "wrong", done
         stats.responses += 1
     return "ok", len(batch)
+
+
+def _wrong(stats: ClientStats, failure: str) -> None:
+    stats.wrong_responses += 1
+    if len(stats.failures) < 5:  # a summary names a few; the count says how many
+        stats.failures.append(failure)

@@ -47,3 +47,29 @@ def test_a_schedule_survives_its_json_form(schedule) -> None:
     from simnet.faults import FaultSchedule
 
     assert FaultSchedule.from_json(schedule.to_json()) == schedule
+
+
+def test_a_client_on_a_silently_killed_connection_names_its_timeout() -> None:
+    """A one-sided RST at the server while the request is in: the client is never told (as on
+    Linux, where it would wait for ever). Without a response timeout the run says a client
+    neither completed nor named an error; with one, the client names TIMEOUT and the run is ok.
+    (Found by the property above: hypothesis drew this schedule.)"""
+    import attrs
+
+    from simnet.faults import FaultSchedule, InjectRst
+    from simnet.workload import Workload
+
+    config = RunConfig(
+        seed=0,
+        latency=0.0,
+        workload=Workload(app="http", clients=1, requests=1, arrival_window=0.0, request_size=1, response_size=0),
+        faults=FaultSchedule(rsts=[InjectRst(at=0.0, host="10.0.0.1", one_sided=True)]),
+    )
+    hangs = simulate(config)
+    assert hangs.kernel["rsts_injected"] == 1
+    assert hangs.clients["unfinished"] == 1 and any("neither completed" in p for p in hangs.problems())
+
+    timed = simulate(attrs.evolve(config, workload=attrs.evolve(config.workload, response_timeout=30.0)))
+    assert timed.clients["errors"] == {"TIMEOUT": 1} and timed.clients["unfinished"] == 0
+    assert timed.sim_time_ns == 30 * 1_000_000_000
+    assert timed.problems() == []
