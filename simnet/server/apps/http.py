@@ -129,6 +129,12 @@ class HttptoolsParser:
     """RequestParser on httptools (llhttp). llhttp parses everything it is fed and calls back
     synchronously from inside `feed_data`, so pipelined requests in one read arrive together."""
 
+    # One per connection: slots, not a __dict__ (docs/benchmarks.md, P6).
+    __slots__ = (
+        "_sink", "_max_header_bytes", "_parser", "_in_message", "_head_done", "_url", "_headers",
+        "_head_fed", "_head_parts", "_framing", "_body_fed", "_chunks", "_begun",
+    )
+
     def __init__(self, sink: RequestSink, max_header_bytes: int) -> None:
         self._sink = sink
         self._max_header_bytes = max_header_bytes
@@ -332,6 +338,11 @@ def _response(
 
 class HttpProtocol:
     """One HTTP connection. See the module docstring for the routes and the error responses."""
+
+    # One per connection: slots, not a __dict__ (docs/benchmarks.md, P6).
+    __slots__ = (
+        "_config", "_parser", "_queue", "_request", "_closing", "requests", "responses",
+    )
 
     def __init__(self, config: Http, parser_factory: ParserFactory = HttptoolsParser) -> None:
         self._config = config
