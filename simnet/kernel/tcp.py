@@ -14,9 +14,14 @@ Simplifications, each also listed in docs/fidelity.md:
 * Loss recovery is RTO (exponential backoff) with go-back-N retransmission, plus fast
   retransmit of the first unacknowledged segment on the third duplicate ACK and, until the
   recovery point is acknowledged, on each partial ACK (NewReno, RFC 6582) -- without congestion
-  control: no cwnd, the peer's window alone limits what is in flight. Out-of-order segments wait
-  in an out-of-order queue (as Linux's rbtree) and are answered with an immediate duplicate
-  ACK; a filled hole is ACKed at once. No SACK, so the sender learns only of the first hole.
+  control: no cwnd, the peer's window alone limits what is in flight. An RTO sets the recovery
+  point as well (Linux's TCP_CA_Loss, high_seq = snd_nxt; RFC 6582 §3.2 step 4): until an ACK
+  passes it, the duplicate ACKs that go-back-N draws for segments the receiver already holds
+  start no fast retransmit, and partial ACKs add nothing to go-back-N. Without SACK either
+  recovery ends only when an ACK covers more than its point, as in Linux. No F-RTO and no undo
+  of a spurious RTO (Linux's tcp_frto, tcp_try_undo_loss). Out-of-order segments wait in an
+  out-of-order queue (as Linux's rbtree) and are answered with an immediate duplicate ACK; a
+  filled hole is ACKed at once. No SACK, so the sender learns only of the first hole.
 """
 
 from __future__ import annotations
@@ -165,8 +170,8 @@ class TcpSocket:
         "file_id", "timeout_ns", "reuseaddr", "nodelay", "linger", "rcvbuf", "sndbuf",
         "rcvbuf_locked", "sndbuf_locked", "err", "shutdown_flags", "done", "iss", "snd_una",
         "snd_nxt", "snd_max", "snd_wnd", "max_window", "sndq", "fin_pending", "fin_sent",
-        "fin_seq", "nospace", "mss", "dupacks", "recover", "irs", "rcv_nxt", "rcvq", "ooo",
-        "rcv_wnd_edge", "rcv_wup", "rcv_mss", "quickacks", "last_data_time", "rto_ns", "srtt",
+        "fin_seq", "nospace", "mss", "dupacks", "recover", "loss_recovery", "irs", "rcv_nxt",
+        "rcvq", "ooo", "rcv_wnd_edge", "rcv_wup", "rcv_mss", "quickacks", "last_data_time", "rto_ns", "srtt",
         "rttvar", "rtt_seq", "rtt_start", "retries", "rto_timer", "delack_timer", "_rto_entry",
         "_delack_entry", "persist_timer", "persist_backoff", "state_timer", "backlog",
         "accept_queue", "syn_queue", "parent", "watchers", "waiters", "_co",
@@ -220,7 +225,12 @@ class TcpSocket:
         self.nospace = False
         self.mss = TCP_MSS_DEFAULT
         self.dupacks = 0
-        self.recover = -1  # snd_max when fast recovery began; -1 outside recovery
+        # The recovery point (RFC 6582's `recover`, Linux's tp->high_seq), an exclusive end:
+        # snd_max when fast recovery or an RTO began; -1 when not recovering (TCP_CA_Open).
+        self.recover = -1
+        # The recovery under way began with an RTO (TCP_CA_Loss), not with three duplicate ACKs
+        # (TCP_CA_Recovery): go-back-N resends every hole already, so a partial ACK adds nothing.
+        self.loss_recovery = False
         # receive side
         self.irs = 0
         self.rcv_nxt = 0
@@ -1150,8 +1160,16 @@ class TcpSocket:
             self._fail(errno.ETIMEDOUT)
             return
         self.retries += 1
+        # tcp_enter_loss: the duplicate-ACK count starts again (tcp_timeout_mark_lost ->
+        # tcp_reset_reno_sack), the state becomes TCP_CA_Loss and tp->high_seq = snd_nxt, the
+        # end of what was sent (our snd_max) -- what RFC 6582 §3.2 step 4 records in `recover`
+        # after a timeout. Until an ACK covers more than that, duplicate ACKs start no fast
+        # retransmit: the go-back-N resend below draws one for each segment the receiver
+        # already holds, and those say nothing about loss. An RTO during fast recovery does the
+        # same, moving the recovery point up to what has been sent since recovery began.
         self.dupacks = 0
-        self.recover = -1
+        self.recover = self.snd_max
+        self.loss_recovery = True
         self.net.counters["retransmits"] += 1
         # Go back N: resend from the oldest unacknowledged byte (Karn: no RTT sample from it).
         self.snd_nxt = self.snd_una
@@ -1402,13 +1420,23 @@ class TcpSocket:
                 self.rto_timer = None
             if ack < self.snd_max:
                 self._arm_rto(self.rto_ns)
-            if self.recover >= 0:
-                if ack < self.recover:
-                    # NewReno's partial ACK: the next hole is known lost too; resend it now.
+            recover = self.recover
+            if recover >= 0:
+                if ack > recover:
+                    # Recovery ends only when an ACK covers more than the recovery point: without
+                    # SACK, an ACK of exactly `recover` may still have duplicates coming (drawn by
+                    # our own resends), which must not start a fast retransmit. Linux holds
+                    # TCP_CA_Recovery and TCP_CA_Loss "until something *above* high_seq is ACKed"
+                    # (tcp_is_non_sack_preventing_reopen); RFC 6582 §3.2 step 2 gates fast
+                    # retransmit on the same test.
+                    self.recover = -1
+                    self.loss_recovery = False
+                elif ack < recover and not self.loss_recovery:
+                    # NewReno's partial ACK (RFC 6582 §3.2 step 3; tcp_newreno_mark_lost in
+                    # TCP_CA_Recovery): the next hole is known lost too; resend it now. After an
+                    # RTO (TCP_CA_Loss) go-back-N is already resending it.
                     self.net.counters["fast_retransmits"] += 1
                     self._retransmit_head()
-                else:
-                    self.recover = -1
             if self.fin_sent and ack > self.fin_seq:
                 self._our_fin_acked()
                 if self.state in (CLOSED, TIME_WAIT):
@@ -1422,7 +1450,10 @@ class TcpSocket:
             and seg.window == self.snd_wnd
         ):
             # A duplicate ACK (tcp_ack's "dup ack" test: nothing new acknowledged, no data, the
-            # same window): the third one means the segment at snd_una was lost (RFC 5681 3.2).
+            # same window): the third one means the segment at snd_una was lost (RFC 5681 3.2) --
+            # unless a recovery is under way, whose point this ACK does not pass (RFC 6582 §3.2
+            # step 2; Linux counts it, but tcp_fastretrans_alert enters recovery only from
+            # TCP_CA_Open or TCP_CA_Disorder).
             self.dupacks += 1
             if self.dupacks == 3 and self.recover < 0:
                 self.recover = self.snd_max
