@@ -74,6 +74,22 @@ TCP_DELACK_MIN = 40 * MS  # the delayed ACK LINUX.md measured at ~44 ms
 TCP_TIMEWAIT_LEN = 60_000 * MS
 TCP_MAX_QUICKACKS = 16
 TCP_RETRIES2 = 15
+
+
+def _model_timeout(boundary: int, rto_base: int) -> int:
+    """tcp_model_timeout (net/ipv4/tcp_timer.c): how long `boundary` retransmissions take if the
+    RTO starts at `rto_base` and doubles up to TCP_RTO_MAX. Linux turns tcp_retries2 into this
+    time budget and gives up when it has passed since the first retransmission's original send
+    (retransmits_timed_out), whatever the RTO really was: 924.6 s for 15 from 200 ms."""
+    threshold = (TCP_RTO_MAX // rto_base).bit_length() - 1  # ilog2
+    if boundary <= threshold:
+        return ((2 << boundary) - 1) * rto_base
+    return ((2 << threshold) - 1) * rto_base + (boundary - threshold) * TCP_RTO_MAX
+
+
+TCP_RETRIES2_TIMEOUT = _model_timeout(TCP_RETRIES2, TCP_RTO_MIN)
+
+
 TCP_MSS_DEFAULT = 536
 MAX_SYN_WINDOW = 65535  # windows in SYN segments are never scaled
 
@@ -171,10 +187,11 @@ class TcpSocket:
         "rcvbuf_locked", "sndbuf_locked", "err", "shutdown_flags", "done", "iss", "snd_una",
         "snd_nxt", "snd_max", "snd_wnd", "max_window", "sndq", "fin_pending", "fin_sent",
         "fin_seq", "nospace", "mss", "dupacks", "recover", "loss_recovery", "irs", "rcv_nxt",
-        "rcvq", "ooo", "rcv_wnd_edge", "rcv_wup", "rcv_mss", "quickacks", "last_data_time", "rto_ns", "srtt",
-        "rttvar", "rtt_seq", "rtt_start", "retries", "rto_timer", "delack_timer", "_rto_entry",
-        "_delack_entry", "persist_timer", "persist_backoff", "state_timer", "backlog",
-        "accept_queue", "syn_queue", "parent", "watchers", "waiters", "_co",
+        "rcvq", "ooo", "rcv_wnd_edge", "rcv_wup", "rcv_mss", "quickacks", "last_data_time",
+        "rto_ns", "srtt", "rttvar", "rtt_seq", "rtt_start", "retries", "retrans_stamp",
+        "rto_timer", "delack_timer", "_rto_entry", "_delack_entry", "persist_timer",
+        "persist_backoff", "state_timer", "backlog", "accept_queue", "syn_queue", "parent",
+        "watchers", "waiters", "_co",
     )
 
     def __init__(self, host: Host) -> None:
@@ -249,6 +266,7 @@ class TcpSocket:
         self.rtt_seq = -1
         self.rtt_start = 0
         self.retries = 0
+        self.retrans_stamp = 0  # when the head segment went out, once it has been retransmitted
         self.rto_timer: Timer | None = None
         self.delack_timer: Timer | None = None
         # The last Timer objects used for those two, running or not, for Network.rearm to reuse.
@@ -1156,7 +1174,15 @@ class TcpSocket:
         if self.snd_wnd == 0 and not self.fin_sent:
             self._arm_persist()
             return
-        if self.retries >= TCP_RETRIES2:
+        now = self.net.env.now
+        if self.retries == 0:
+            # tp->retrans_stamp: Linux stamps the head segment's original send. The model keeps
+            # no send time per segment; the timer that just fired was armed at or after that
+            # send, one RTO ago, which is within one RTO of Linux's stamp.
+            self.retrans_stamp = now - min(self.rto_ns, TCP_RTO_MAX)
+        if now - self.retrans_stamp >= TCP_RETRIES2_TIMEOUT:
+            # retransmits_timed_out: tcp_retries2 as a time budget, not a count -- with a long
+            # RTO Linux gives up after fewer than 15 retransmissions.
             self._fail(errno.ETIMEDOUT)
             return
         self.retries += 1

@@ -366,6 +366,42 @@ def test_a_permanent_partition_times_out_a_stalled_send_after_tcp_retries2() -> 
     assert t.server_outcome is None and len(t.received) < len(t.payload)
 
 
+def test_with_a_long_rtt_a_stalled_send_gives_up_when_linuxs_time_budget_is_spent() -> None:
+    """tcp_retries2 is a time budget in Linux (retransmits_timed_out, tcp_model_timeout): 924.6 s
+    from the head segment's first send, whatever the RTO. With a 0.8 s RTT the RTO starts at
+    2.4 s and reaches TCP_RTO_MAX sooner, so the budget runs out after fewer than 15
+    retransmissions -- a count of 15 would have held on for another four minutes."""
+
+    def stalled_send(until: float) -> tuple[Network, Any]:
+        net = Network(seed=1, log_segments=True, faults=FaultSchedule(partitions=[Partition(a=CLIENT, b=SERVER, start=3.0)]))
+        net.link(SERVER, CLIENT, latency=0.4)
+        listener = net.host(SERVER).socket()
+        listener.bind((SERVER, PORT))
+        listener.listen(8)
+        client = net.host(CLIENT).socket()
+        client.setblocking(False)
+        client.connect_ex((SERVER, PORT))
+        net.run(until=3.5)  # established, the RTT sampled; the partition has begun
+        client.send(b"x" * 1000)
+        net.run(until=until)
+        return net, client
+
+    net, client = stalled_send(3000)
+    times = send_times(net, CLIENT, min(s.seq for s in lines(net, src=CLIENT, data=True)))
+    assert [b - a for a, b in zip(times, times[1:])] == [min(2400 * MS << i, TCP_RTO_MAX) for i in range(12)]
+    assert recv_outcome(client) == "ETIMEDOUT"
+    assert net.counters["retransmits"] == 12 < TCP_RETRIES2
+    # The last retransmission went out inside the budget; the timeout after it, 120 s later,
+    # found the budget spent and gave up -- at that moment, not before.
+    budget = 924_600 * MS
+    gave_up = times[-1] + TCP_RTO_MAX
+    assert times[-1] - times[0] < budget <= gave_up - times[0]
+    _, before = stalled_send((gave_up - 1) / S)
+    assert before.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    _, after = stalled_send(gave_up / S)
+    assert after.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ETIMEDOUT
+
+
 # -- holds ----------------------------------------------------------------------------------------
 
 
