@@ -138,7 +138,10 @@ class Epoll:
             raise_errno(errno.EEXIST)
         item = EpItem(self, fd, sock, eventmask | EPOLLERR | EPOLLHUP)
         self.items[key] = item
-        sock.watchers.append(item)
+        watchers = sock.watchers
+        if not watchers:  # an empty tuple until the first watcher (TcpSocket.__init__)
+            watchers = sock.watchers = []
+        watchers.append(item)
         self._poll_now(item)
 
     def modify(self, fd: Any, eventmask: int) -> None:

@@ -32,6 +32,8 @@ import errno
 import functools
 import socket as _socket
 import struct
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Concatenate, Generator, ParamSpec, TypeVar
 
 from simnet.kernel.epoll import EpItem
@@ -91,6 +93,8 @@ TCP_RETRIES2_TIMEOUT = _model_timeout(TCP_RETRIES2, TCP_RTO_MIN)
 
 
 TCP_MSS_DEFAULT = 536
+_NO_REQUESTS: Mapping[Address, RequestSock] = MappingProxyType({})
+_NO_SEGMENTS: tuple[tuple[int, bytes, int], ...] = ()
 MAX_SYN_WINDOW = 65535  # windows in SYN segments are never scaled
 
 EPOLLIN = 0x001
@@ -253,7 +257,8 @@ class TcpSocket:
         self.rcv_nxt = 0
         self.rcvq = bytearray()
         # Segments beyond a hole, sorted by seq: (seq, data, fin). Empty unless links misbehave.
-        self.ooo: list[tuple[int, bytes, int]] = []
+        # Only a socket that has seen a hole gets a list: faults are rare, sockets are many.
+        self.ooo: list[tuple[int, bytes, int]] = _NO_SEGMENTS  # type: ignore[assignment]
         self.rcv_wnd_edge = 0  # right edge of the window we last advertised
         self.rcv_wup = 0  # rcv_nxt when we last sent an ACK
         self.rcv_mss = TCP_MSS_DEFAULT
@@ -280,11 +285,15 @@ class TcpSocket:
         # Only a listener gets a deque (listen()); for every other socket an empty tuple, which
         # answers len() and truth tests alike at no cost (a deque is ~600 bytes).
         self.accept_queue: collections.deque[TcpSocket] = ()  # type: ignore[assignment]
-        self.syn_queue: dict[Address, RequestSock] = {}
+        # Only a listener gets a dict (listen()); every other socket shares a read-only empty
+        # one, so a write where none belongs raises instead of passing silently.
+        self.syn_queue: dict[Address, RequestSock] = _NO_REQUESTS  # type: ignore[assignment]
         self.parent: TcpSocket | None = None
         # who to wake
-        self.watchers: list[EpItem] = []
-        self.waiters: list[Any] = []
+        # Empty tuples until something watches or waits: most sockets of a big simulation have
+        # one watcher (the server's epoll) or none, and no blocked caller (docs/benchmarks.md, P6).
+        self.watchers: list[EpItem] = ()  # type: ignore[assignment]
+        self.waiters: list[Any] = ()  # type: ignore[assignment]
         self._co: SocketCoroutines | None = None
 
     @property
@@ -350,7 +359,7 @@ class TcpSocket:
         for item in self.watchers:
             item.wake(key)
         if self.waiters:
-            waiters, self.waiters = self.waiters, []
+            waiters, self.waiters = self.waiters, ()  # type: ignore[assignment]
             for event in waiters:
                 if not event.triggered:
                     event.succeed()
@@ -462,6 +471,7 @@ class TcpSocket:
                 raise_errno(errno.EADDRINUSE)
             self.backlog = backlog
             self.accept_queue = collections.deque()
+            self.syn_queue = {}
             self.state = LISTEN
             self.host.listeners[self.local] = self
         finally:
@@ -877,7 +887,7 @@ class TcpSocket:
         for req in list(self.syn_queue.values()):
             if req.timer:
                 req.timer.cancel()
-        self.syn_queue.clear()
+        self.syn_queue = _NO_REQUESTS  # type: ignore[assignment]
         while self.accept_queue:
             child = self.accept_queue.popleft()
             child.orphan = True
@@ -994,7 +1004,10 @@ class TcpSocket:
 
     def _wait_event(self, deadline: int | None = None) -> Any:
         event = self.net.wait_event(deadline)
-        self.waiters.append(event)
+        waiters = self.waiters
+        if not waiters:
+            waiters = self.waiters = []
+        waiters.append(event)
         return event
 
     def _blocking_call(self, attempt: Callable[[], Any], want: int, what: str, flags: int = 0) -> Any:
@@ -1264,7 +1277,7 @@ class TcpSocket:
             del host.connections[key]  # type: ignore[index]
         self.state = CLOSED
         self.shutdown_flags = SHUTDOWN_MASK
-        self.ooo.clear()
+        self.ooo = _NO_SEGMENTS  # type: ignore[assignment]
         if self.orphan or not self.user_bound:
             self._release_port()
 
@@ -1298,15 +1311,15 @@ class TcpSocket:
         for req in self.syn_queue.values():
             if req.timer is not None:
                 req.timer.cancel()
-        self.syn_queue.clear()
+        self.syn_queue = _NO_REQUESTS  # type: ignore[assignment]
         while self.accept_queue:
             self.accept_queue.popleft()._vanish()
         self.state = CLOSED
         self.shutdown_flags = SHUTDOWN_MASK
         self.sndq.clear()
         self.rcvq.clear()
-        self.ooo.clear()
-        self.watchers = []
+        self.ooo = _NO_SEGMENTS  # type: ignore[assignment]
+        self.watchers = ()  # type: ignore[assignment]
         self.port_held = False
         self.orphan = True
         self.closed_fd = True
@@ -1571,6 +1584,8 @@ class TcpSocket:
             fin = 0
         if data or fin:
             ooo = self.ooo
+            if not ooo:
+                ooo = self.ooo = []
             i = bisect.bisect_left(ooo, seq, key=lambda entry: entry[0])
             if not (i < len(ooo) and ooo[i][0] == seq and len(ooo[i][1]) >= len(data) and (ooo[i][2] or not fin)):
                 ooo.insert(i, (seq, data, fin))
