@@ -208,7 +208,10 @@ def test_graceful_shutdown_finishes_in_flight_response(tmp_path: Path) -> None:
     """SIGTERM while a 20 MB response is being sent: the response completes, then exit 0; a
     second, idle keep-alive connection is closed at once."""
     n = 20_000_000
-    with serving(tmp_path, "http") as server:
+    # A grace period well beyond what the response needs: on a busy machine, recording every
+    # send of 20 MB can take longer than the default 5 s, and a forced close would cut the
+    # response short -- a different test (the grace period's end) than this one.
+    with serving(tmp_path, "http", "--shutdown-grace", "60") as server:
         idle = http.client.HTTPConnection(server.host, server.port, timeout=SOCKET_TIMEOUT)
         idle.request("GET", "/")
         assert idle.getresponse().read() == b"Hello from simnet!\n"
