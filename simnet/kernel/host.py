@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import socket as _socket
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator
 
 import simpy
 
@@ -33,9 +33,10 @@ class Host:
         self.connections: dict[tuple[Address, Address], TcpSocket] = {}
         self.listeners: dict[Address, TcpSocket] = {}
         # Everything holding a local port, for bind conflicts (inet_bind_conflict) and ss: port ->
-        # {file_id: socket}, in the order they took it. A dict, not a list: a busy server port
-        # has one holder per TIME_WAIT, and they leave from the front.
-        self.ports: dict[int, dict[int, TcpSocket]] = {}
+        # the one socket on it (the usual case; no dict, P6), or {file_id: socket} when several
+        # share it (SO_REUSEADDR, a listener's children), in the order they took it. A dict, not
+        # a list: a busy server port has one holder per TIME_WAIT, and they leave from the front.
+        self.ports: dict[int, TcpSocket | dict[int, TcpSocket]] = {}
         self.crashed = False
         # Short I/O injection (simnet.faults.ShortIO) on this host's sockets and epolls, or None.
         self.short_io: Any = None
@@ -102,22 +103,36 @@ class Host:
     def take_port(self, sock: TcpSocket, port: int) -> None:
         holders = self.ports.get(port)
         if holders is None:
-            self.ports[port] = {sock.file_id: sock}
-        else:
+            self.ports[port] = sock  # the usual case, one socket on a port: no dict for it (P6)
+        elif type(holders) is dict:
             holders[sock.file_id] = sock
+        elif holders is not sock:
+            self.ports[port] = {holders.file_id: holders, sock.file_id: sock}  # type: ignore[union-attr]
 
     def free_port(self, sock: TcpSocket, port: int) -> None:
         holders = self.ports.get(port)
         if holders is None:
             return
-        holders.pop(sock.file_id, None)
-        if not holders:
+        if type(holders) is dict:
+            holders.pop(sock.file_id, None)
+            if len(holders) == 1:
+                self.ports[port] = next(iter(holders.values()))
+        elif holders is sock:
             del self.ports[port]
+
+    def port_holders(self, port: int) -> Iterable[TcpSocket]:
+        """The sockets bound to `port`, in the order they took it."""
+        holders = self.ports.get(port)
+        if holders is None:
+            return ()
+        if type(holders) is dict:
+            return holders.values()
+        return (holders,)  # type: ignore[return-value]
 
     def bind_conflict(self, sock: TcpSocket, ip: str, port: int, listening: bool = False) -> bool:
         """inet_bind_conflict: an existing holder is forgiven only if both sides set SO_REUSEADDR
         and the holder is not listening (a live LISTEN socket always conflicts)."""
-        for other in self.ports.get(port, {}).values():
+        for other in self.port_holders(port):
             if other is sock:
                 continue
             other_ip = other.local[0] if other.local else "0.0.0.0"
@@ -194,7 +209,7 @@ class Host:
         sockets.extend(self.connections.values())
         sockets.extend(self.listeners.values())
         for port in sorted(self.ports):
-            sockets.extend(self.ports[port].values())
+            sockets.extend(self.port_holders(port))
         for obj in sockets:
             obj._vanish()
         self.fds.clear()
@@ -208,9 +223,9 @@ class Host:
     def all_sockets(self) -> Iterator[TcpSocket]:
         seen: set[int] = set()  # file_ids; only looked up, never iterated
         for port in sorted(self.ports):
-            for file_id, sock in self.ports[port].items():
-                if file_id not in seen:
-                    seen.add(file_id)
+            for sock in self.port_holders(port):
+                if sock.file_id not in seen:
+                    seen.add(sock.file_id)
                     yield sock
 
     def socket_table(self) -> list[tuple[str, int, int, str, str]]:

@@ -18,6 +18,7 @@ latency travel through simpy's event queue.
 from __future__ import annotations
 
 import collections
+import functools
 import gc
 import hashlib
 import heapq
@@ -86,6 +87,7 @@ class LinkConfig:
 LOOPBACK = LinkConfig(latency_ns=0, mtu=65536)
 
 
+@functools.cache  # one int object per MTU, not one per socket (docs/benchmarks.md, P6)
 def mss_for_mtu(mtu: int) -> int:
     """The MSS of a segment on a path: an IP packet is at most 65535 bytes, less 40 for the IP
     and TCP headers and 12 for the timestamp option Linux puts in every segment. On loopback

@@ -1420,6 +1420,9 @@ class TcpSocket:
 
     def _establish(self) -> None:
         self._cancel_timers()
+        # The handshake's timer is not kept for re-arming (Network.rearm): the first data may be
+        # long in coming, and an idle connection then holds no timer (docs/benchmarks.md, P6).
+        self._rto_entry = None
         self.state = ESTABLISHED
         if not self.sndbuf_locked:
             # tcp_sndbuf_expand at establishment; Linux reads 3939840, later tcp_wmem[2].

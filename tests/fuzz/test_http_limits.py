@@ -69,7 +69,7 @@ def test_many_tiny_header_fields_in_one_read_are_rejected_at_the_limit_not_at_th
     app = APP()
     out = feed(app, b"GET / HTTP/1.1\r\nHost: t\r\n" + b"a:b\r\n" * 13_000 + b"\r\n")
     assert statuses(out) == [431]
-    assert app._parser._headers == []  # type: ignore[attr-defined]
+    assert len(app._parser._headers) == 0  # type: ignore[attr-defined]  # the fields were let go
 
 
 def test_more_than_one_host_is_400() -> None:

@@ -144,7 +144,9 @@ class HttptoolsParser:
         self._in_message = False
         self._head_done = False
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        # A fresh list at each on_message_begin (llhttp calls it before any on_header); until
+        # then an empty tuple, so an idle connection holds no list (docs/benchmarks.md, P6).
+        self._headers: list[tuple[bytes, bytes]] | tuple[()] = ()
         # Bytes fed while a head was in progress and still incomplete: bounds the memory that a
         # never-ending head can take inside the parser. llhttp reports no offsets, so the piece of
         # the head inside the read where it began is not counted: the bound is one read loose.
@@ -231,7 +233,7 @@ class HttptoolsParser:
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._head_done:
             return  # a trailer field (RFC 9112 §7.1.2): nothing here uses one; counted as framing
-        self._headers.append((name.lower(), value))
+        self._headers.append((name.lower(), value))  # type: ignore[union-attr]  # a list by now
         self._count_head(len(name) + len(value) + 4)
 
     def _count_head(self, n: int) -> None:
@@ -239,7 +241,7 @@ class HttptoolsParser:
         # rejected here would be rejected by on_head's exact check too; only sooner.
         self._head_parts += n
         if self._head_parts > self._max_header_bytes:
-            self._headers = []
+            self._headers = ()
             raise BadRequest(431, "request head too long")
 
     def on_chunk_header(self) -> None:
