@@ -88,7 +88,7 @@ from typing import Any, Callable
 import attrs
 
 from simnet.server import syscalls as sc
-from simnet.server.apps.base import AppFactory, AppProtocol, BaseApp, Phase
+from simnet.server.apps.base import PHASE_HEAD, PHASE_IDLE, AppFactory, AppProtocol, BaseApp, Phase
 from simnet.server.config import ServerConfig
 
 
@@ -165,6 +165,17 @@ class CloseReason(enum.Enum):
 class Timer(enum.Enum):
     HEADER = "HEADER"
     KEEPALIVE = "KEEPALIVE"
+
+
+# The members the per-step paths test, as module names. In CPython 3.11 reading a member off its
+# class (ConnState.OPEN) costs ~100 ns: EnumType defines __getattr__, which takes every attribute
+# lookup on the class off the interpreter's fast path. A global costs ~10 ns, and a step makes a
+# dozen such tests (3.12 dropped that __getattr__). Phase's are in simnet.server.apps.base.
+CONN_SETUP, OPEN, FLUSHING, LINGERING = ConnState.SETUP, ConnState.OPEN, ConnState.FLUSHING, ConnState.LINGERING
+MACHINE_SETUP, RUNNING, SHUTTING_DOWN, DONE = (
+    MachineState.SETUP, MachineState.RUNNING, MachineState.SHUTTING_DOWN, MachineState.DONE
+)  # fmt: skip
+HEADER_TIMER, KEEPALIVE_TIMER = Timer.HEADER, Timer.KEEPALIVE
 
 
 # accept(2): "Linux accept() passes already-pending network errors on the new socket as an error
@@ -449,25 +460,32 @@ class ServerMachine:
         return request
 
     def _issue_next(self) -> sc.Syscall:
-        if self.state is MachineState.SETUP:
+        if self.state is MACHINE_SETUP:
             return self._next_setup()
-        if self.state is MachineState.DONE:
+        if self.state is DONE:
             return sc.Exit()
-        request = (
-            self._next_close()
-            or self._next_conn_setup()
-            or self._next_linger_shutdown()
-            or self._next_accept()
-            or self._next_io()
-            or self._next_interest()
-        )
+        # In order of precedence; each probe only where its queue or flag says it may have
+        # something, since this runs on every step (the probes re-check).
+        request = None
+        if self._closeq or self._listener_close_due:
+            request = self._next_close()
+        if request is None and self._setupq:
+            request = self._next_conn_setup()
+        if request is None and self._lingerq:
+            request = self._next_linger_shutdown()
+        if request is None and self._accept_ready:
+            request = self._next_accept()
+        if request is None and self._runq:
+            request = self._next_io()
+        if request is None:
+            request = self._next_interest()
         if request is not None:
             return request
-        if self.state is MachineState.SHUTTING_DOWN and not self.connections:
+        if self.state is SHUTTING_DOWN and not self.connections:
             if self.epfd is not None:
                 epfd = self.epfd
                 return self._issue(sc.Close(fd=epfd), self._on_epoll_closed)
-            self.state = MachineState.DONE
+            self.state = DONE
             self._pending = self._handler = None
             return sc.Exit()
         return self._issue(
@@ -483,15 +501,14 @@ class ServerMachine:
         if self._work_left or (self._accept_ready and self._accepting()):
             return 0
         nearest = self._nearest_deadline()
-        deadlines = [] if nearest is None else [nearest]
         for t in (self.shutdown_deadline, self._accept_blocked_until):
-            if t is not None:
-                deadlines.append(t)
-        if not deadlines:
+            if t is not None and (nearest is None or t < nearest):
+                nearest = t
+        if nearest is None:
             return -1
         # Round up: waking a little early would only cost a second wait, waking before the
         # deadline with timeout 0 would spin.
-        return max(0, -(-(min(deadlines) - self.now) // 1_000_000))
+        return max(0, -(-(nearest - self.now) // 1_000_000))
 
     # ---------------------------------------------------------------------------------------------
     # setup: socket, options, bind, listen, getsockname, epoll
@@ -546,7 +563,7 @@ class ServerMachine:
             self.epfd = result.value  # type: ignore[assignment]
         elif isinstance(request, sc.EpollCtl):
             self._listener_mask = request.mask
-            self.state = MachineState.RUNNING
+            self.state = RUNNING
 
     # ---------------------------------------------------------------------------------------------
     # connection lifecycle
@@ -559,14 +576,14 @@ class ServerMachine:
             new = TRANSITIONS[old][event]
         except KeyError:
             raise AssertionError(f"connection {conn.id}: no transition from {old.value} on {event.value}") from None
-        if new is ConnState.LINGERING and self.config.linger_timeout_ns is None:
+        if new is LINGERING and self.config.linger_timeout_ns is None:
             new = ConnState.CLOSING  # linger disabled: close at once
         conn.state = new
         self._dirty[conn.id] = None
         if new is ConnState.CLOSING:
             conn.close_reason = reason
             self._closeq.append(conn.id)
-        elif new is ConnState.LINGERING:
+        elif new is LINGERING:
             conn.shutdown_due = True
             conn.lingering_since = self.now
             self._lingerq.append(conn.id)
@@ -626,7 +643,7 @@ class ServerMachine:
     def _next_conn_setup(self) -> sc.Syscall | None:
         while self._setupq:
             conn = self.connections.get(self._setupq[0])
-            if conn is None or conn.state is not ConnState.SETUP:
+            if conn is None or conn.state is not CONN_SETUP:
                 self._setupq.popleft()
                 continue
             if self.config.nodelay and not conn.nodelay_done:
@@ -651,7 +668,7 @@ class ServerMachine:
             return
         conn.registered = mask
         self._dirty[conn.id] = None
-        if conn.state is ConnState.SETUP:
+        if conn.state is CONN_SETUP:
             self._transition(conn, ConnEvent.REGISTERED)
             self._settle(conn)
 
@@ -660,7 +677,7 @@ class ServerMachine:
     def _next_linger_shutdown(self) -> sc.Syscall | None:
         while self._lingerq:
             conn = self.connections.get(self._lingerq.popleft())
-            if conn is None or conn.state is not ConnState.LINGERING or not conn.shutdown_due:
+            if conn is None or conn.state is not LINGERING or not conn.shutdown_due:
                 continue
             conn.shutdown_due = False
             return self._issue(sc.Shutdown(fd=conn.fd, how=sc.SHUT_WR), lambda r, conn=conn: self._on_shutdown(conn, r))
@@ -679,7 +696,7 @@ class ServerMachine:
     def _accepting(self) -> bool:
         """Whether we want new connections now (the listener's interest follows this)."""
         return (
-            self.state is MachineState.RUNNING
+            self.state is RUNNING
             and self.listen_fd is not None
             and self._accept_blocked_until is None
             and len(self.connections) < self.config.max_connections
@@ -741,17 +758,17 @@ class ServerMachine:
     def would_read(self, conn: Connection) -> bool:
         """Whether we read this connection when it is readable: not after EOF, not while its output
         is over the cap or the app holds output back (backpressure), not while flushing."""
-        if conn.state is ConnState.LINGERING:
+        if conn.state is LINGERING:
             return not conn.read_eof
         return (
-            conn.state is ConnState.OPEN
+            conn.state is OPEN
             and not conn.read_eof
             and len(conn.out) <= self.config.output_cap
             and not conn.app_more
         )
 
     def _can_send(self, conn: Connection) -> bool:
-        return conn.state in (ConnState.OPEN, ConnState.FLUSHING) and bool(conn.out) and conn.writable
+        return conn.state in (OPEN, FLUSHING) and bool(conn.out) and conn.writable
 
     def _can_recv(self, conn: Connection) -> bool:
         return conn.readable and self.would_read(conn)
@@ -850,7 +867,7 @@ class ServerMachine:
             conn.read_eof = True
             conn.readable = False
             self.stats.peer_eofs += 1
-            if conn.state is ConnState.LINGERING:
+            if conn.state is LINGERING:
                 self._transition(conn, ConnEvent.PEER_EOF, CloseReason.APP_CLOSE)
                 return
             self._call_app(conn, lambda: conn.app.eof())
@@ -860,7 +877,7 @@ class ServerMachine:
         conn.bytes_in += len(data)
         self.stats.bytes_in += len(data)
         conn.last_io_ns = self.now
-        if conn.state is ConnState.LINGERING:
+        if conn.state is LINGERING:
             self.stats.discarded_bytes += len(data)
             self._settle(conn)
             return
@@ -893,7 +910,7 @@ class ServerMachine:
         self._dirty[conn.id] = None  # whatever happened may change the mask it wants
         cap = self.config.output_cap
         try:
-            if conn.state in (ConnState.OPEN, ConnState.FLUSHING):
+            if conn.state in (OPEN, FLUSHING):
                 while conn.app_more and len(conn.out) < cap:
                     want = cap - len(conn.out)
                     piece = conn.app.pull(want)
@@ -902,20 +919,20 @@ class ServerMachine:
                     conn.out += piece
                     conn.app_more = len(piece) == want
                 self._update_counts(conn)
-                if conn.state is ConnState.OPEN and conn.app.close_after_flush:
+                if conn.state is OPEN and conn.app.close_after_flush:
                     self._transition(conn, ConnEvent.APP_CLOSE)
-            if conn.state is ConnState.FLUSHING and not conn.out and not conn.app_more:
+            if conn.state is FLUSHING and not conn.out and not conn.app_more:
                 if conn.read_eof:
                     self._transition(conn, ConnEvent.FLUSHED_AFTER_EOF, CloseReason.PEER_EOF)
                 else:
                     self._transition(conn, ConnEvent.FLUSHED, CloseReason.APP_CLOSE)
-            if self.state is MachineState.SHUTTING_DOWN and self._quiescent(conn):
+            if self.state is SHUTTING_DOWN and self._quiescent(conn):
                 self._transition(conn, ConnEvent.QUIESCENT_AT_SHUTDOWN, CloseReason.SHUTDOWN)
             self._arm_timers(conn)
         except Exception as exc:  # noqa: BLE001 - from the app's pull, properties or counters
             self._app_failed(conn, exc)
             return
-        if conn.state is ConnState.OPEN:
+        if conn.state is OPEN:
             over = len(conn.out) > cap or conn.app_more
             if over and not conn.backpressured:
                 self.stats.backpressure_pauses += 1
@@ -930,13 +947,13 @@ class ServerMachine:
 
     def _quiescent(self, conn: Connection) -> bool:
         """Nothing in flight: closing now loses no request and no response."""
-        if conn.state is ConnState.SETUP:
+        if conn.state is CONN_SETUP:
             return True
         return (
-            conn.state is ConnState.OPEN
+            conn.state is OPEN
             and not conn.out
             and not conn.app_more
-            and conn.app.phase in (Phase.IDLE, Phase.HEAD)
+            and conn.app.phase in (PHASE_IDLE, PHASE_HEAD)
         )
 
     # -- timers -----------------------------------------------------------------------------------
@@ -977,11 +994,11 @@ class ServerMachine:
     def _set_deadlines(self, conn: Connection) -> None:
         c = self.config
         conn.idle_deadline = conn.header_deadline = conn.keepalive_deadline = conn.linger_deadline = None
-        if conn.state is ConnState.LINGERING:
+        if conn.state is LINGERING:
             if c.linger_timeout_ns is not None:
                 conn.linger_deadline = conn.lingering_since + c.linger_timeout_ns
             return
-        if conn.state not in (ConnState.SETUP, ConnState.OPEN, ConnState.FLUSHING):
+        if conn.state not in (CONN_SETUP, OPEN, FLUSHING):
             return
         if c.idle_timeout_ns is not None:
             conn.idle_deadline = conn.last_io_ns + c.idle_timeout_ns
@@ -989,14 +1006,14 @@ class ServerMachine:
         # While a response is pending, the peer not reading it is the idle timer's business, and
         # a pipelined request head that we have stopped reading (backpressure) is not its fault.
         timer: Timer | None = None
-        if conn.state in (ConnState.SETUP, ConnState.OPEN) and not conn.out and not conn.app_more:
+        if conn.state in (CONN_SETUP, OPEN) and not conn.out and not conn.app_more:
             phase = conn.app.phase
-            timer = Timer.HEADER if phase is Phase.HEAD else Timer.KEEPALIVE if phase is Phase.IDLE else None
+            timer = HEADER_TIMER if phase is PHASE_HEAD else KEEPALIVE_TIMER if phase is PHASE_IDLE else None
         if timer is not conn.timer:
             conn.timer, conn.timer_since = timer, self.now
-        if timer is Timer.HEADER and c.header_timeout_ns is not None:
+        if timer is HEADER_TIMER and c.header_timeout_ns is not None:
             conn.header_deadline = conn.timer_since + c.header_timeout_ns
-        elif timer is Timer.KEEPALIVE and c.keepalive_timeout_ns is not None:
+        elif timer is KEEPALIVE_TIMER and c.keepalive_timeout_ns is not None:
             conn.keepalive_deadline = conn.timer_since + c.keepalive_timeout_ns
 
     def _expire(self) -> None:
@@ -1041,9 +1058,9 @@ class ServerMachine:
         if self.config.edge_triggered:
             return _ET_MASK  # registered once: see "Epoll modes" above
         mask = 0
-        if self.would_read(conn) or conn.state is ConnState.SETUP:
+        if self.would_read(conn) or conn.state is CONN_SETUP:
             mask |= sc.EPOLLIN | sc.EPOLLRDHUP
-        if conn.out and conn.state in (ConnState.OPEN, ConnState.FLUSHING):
+        if conn.out and conn.state in (OPEN, FLUSHING):
             mask |= sc.EPOLLOUT
         return mask
 
@@ -1056,6 +1073,8 @@ class ServerMachine:
                 request = sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_MOD, fd=self.listen_fd, mask=want)
                 return self._issue(request, lambda r, want=want: self._on_listener_mod(want, r))
         dirty = self._dirty
+        if not dirty:
+            return None
         if self.config.edge_triggered:
             dirty.clear()
             return None
@@ -1065,7 +1084,7 @@ class ServerMachine:
             if (
                 conn is None
                 or conn.registered is None
-                or conn.state not in (ConnState.OPEN, ConnState.FLUSHING, ConnState.LINGERING)
+                or conn.state not in (OPEN, FLUSHING, LINGERING)
             ):
                 continue
             want = self._conn_want(conn)
@@ -1115,7 +1134,7 @@ class ServerMachine:
                 continue
             conn = self.connections[self._by_fd[fd]]
             if mask & _ERR_HUP:
-                if conn.state is ConnState.LINGERING and not mask & sc.EPOLLERR:
+                if conn.state is LINGERING and not mask & sc.EPOLLERR:
                     # HUP after our SHUT_WR: the peer's FIN arrived too; lingering is over.
                     self._transition(conn, ConnEvent.PEER_EOF, CloseReason.APP_CLOSE)
                 else:
@@ -1143,14 +1162,14 @@ class ServerMachine:
         self.shutdown_requested = True
         if self.exit_reason is None:
             self.exit_reason = reason
-        if self.state is MachineState.SETUP:
+        if self.state is MACHINE_SETUP:
             # Nothing is serving yet: close what exists and stop.
-            self.state = MachineState.SHUTTING_DOWN
+            self.state = SHUTTING_DOWN
             self._listener_close_due = self.listen_fd is not None
             return
-        if self.state is not MachineState.RUNNING:
+        if self.state is not RUNNING:
             return
-        self.state = MachineState.SHUTTING_DOWN
+        self.state = SHUTTING_DOWN
         self.shutdown_deadline = self.now + self.config.shutdown_grace_ns
         self._listener_close_due = self.listen_fd is not None
         self._accept_ready = False
@@ -1162,7 +1181,7 @@ class ServerMachine:
     def _abort(self, reason: str) -> None:
         """The server cannot go on: close everything now and exit."""
         self.exit_reason = reason
-        was_setup = self.state is MachineState.SETUP
+        was_setup = self.state is MACHINE_SETUP
         self._begin_shutdown(reason)
         if was_setup:
             return

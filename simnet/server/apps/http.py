@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import attrs
 import httptools
 
-from simnet.server.apps.base import Phase
+from simnet.server.apps.base import PHASE_BUSY, PHASE_HEAD, PHASE_IDLE, Phase
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -369,12 +369,12 @@ class HttpProtocol:
     @property
     def phase(self) -> Phase:
         if self._closing:
-            return Phase.IDLE  # nothing more will be read; the machine is flushing
+            return PHASE_IDLE  # nothing more will be read; the machine is flushing
         if self._parser.in_head or (self.requests == 0 and not self._parser.in_message):
-            return Phase.HEAD  # the first request of a connection is due from the start
+            return PHASE_HEAD  # the first request of a connection is due from the start
         if self._parser.in_message:
-            return Phase.BUSY
-        return Phase.IDLE
+            return PHASE_BUSY
+        return PHASE_IDLE
 
     def receive(self, data: bytes) -> bytes:
         if not self._closing:
