@@ -172,6 +172,7 @@ class Timer(enum.Enum):
 # lookup on the class off the interpreter's fast path. A global costs ~10 ns, and a step makes a
 # dozen such tests (3.12 dropped that __getattr__). Phase's are in simnet.server.apps.base.
 CONN_SETUP, OPEN, FLUSHING, LINGERING = ConnState.SETUP, ConnState.OPEN, ConnState.FLUSHING, ConnState.LINGERING
+CLOSING, CLOSED = ConnState.CLOSING, ConnState.CLOSED
 MACHINE_SETUP, RUNNING, SHUTTING_DOWN, DONE = (
     MachineState.SETUP, MachineState.RUNNING, MachineState.SHUTTING_DOWN, MachineState.DONE
 )  # fmt: skip
@@ -234,6 +235,7 @@ class Connection:
     # is never later than `deadline`: the entry may come up early, and is then moved on.
     deadline_at: int | None = None
     queued: bool = False  # in the machine's run queue
+    recv_request: sc.Recv | None = attrs.field(default=None, repr=False, eq=False)  # made at the first Recv
 
     @property
     def deadline(self) -> int | None:
@@ -349,6 +351,7 @@ class ServerMachine:
         self._timers: list[tuple[int, int, int]] = []  # (deadline, seq, connection id)
         self._timer_seq = 0
         self._dirty: dict[int, None] = {}  # connection ids whose epoll mask may be out of date
+        self._waits: dict[int, sc.EpollWait] = {}  # EpollWait(timeout 0) and (-1), made once
 
     # ---------------------------------------------------------------------------------------------
     # the driver's interface
@@ -488,10 +491,15 @@ class ServerMachine:
             self.state = DONE
             self._pending = self._handler = None
             return sc.Exit()
-        return self._issue(
-            sc.EpollWait(epfd=self._epfd(), max_events=self.config.max_events, timeout_ms=self._timeout_ms()),
-            self._on_epoll_wait,
-        )
+        timeout_ms = self._timeout_ms()
+        # Requests are frozen values: the two commonest waits are built once (and every
+        # EpollWait after setup has the same epfd and max_events).
+        request = self._waits.get(timeout_ms)
+        if request is None:
+            request = sc.EpollWait(epfd=self._epfd(), max_events=self.config.max_events, timeout_ms=timeout_ms)
+            if timeout_ms <= 0:
+                self._waits[timeout_ms] = request
+        return self._issue(request, self._on_epoll_wait)
 
     def _epfd(self) -> int:
         assert self.epfd is not None, "epoll fd used before EpollCreate"
@@ -561,6 +569,7 @@ class ServerMachine:
             self.bound_port = result.value[1]  # type: ignore[index]
         elif isinstance(request, sc.EpollCreate):
             self.epfd = result.value  # type: ignore[assignment]
+            self._waits.clear()  # they name the epfd
         elif isinstance(request, sc.EpollCtl):
             self._listener_mask = request.mask
             self.state = RUNNING
@@ -570,17 +579,17 @@ class ServerMachine:
 
     def _transition(self, conn: Connection, event: ConnEvent, reason: CloseReason | None = None) -> None:
         old = conn.state
-        if old in (ConnState.CLOSING, ConnState.CLOSED) and event is not ConnEvent.CLOSE_RETURNED:
+        if old in (CLOSING, CLOSED) and event is not ConnEvent.CLOSE_RETURNED:
             return  # already going: a late error changes nothing
         try:
             new = TRANSITIONS[old][event]
         except KeyError:
             raise AssertionError(f"connection {conn.id}: no transition from {old.value} on {event.value}") from None
         if new is LINGERING and self.config.linger_timeout_ns is None:
-            new = ConnState.CLOSING  # linger disabled: close at once
+            new = CLOSING  # linger disabled: close at once
         conn.state = new
         self._dirty[conn.id] = None
-        if new is ConnState.CLOSING:
+        if new is CLOSING:
             conn.close_reason = reason
             self._closeq.append(conn.id)
         elif new is LINGERING:
@@ -590,7 +599,7 @@ class ServerMachine:
 
     def _drop(self, conn: Connection, reason: CloseReason, error: str | None = None) -> None:
         """Close at once: an error, a timeout, an app failure."""
-        if conn.state in (ConnState.CLOSING, ConnState.CLOSED):
+        if conn.state in (CLOSING, CLOSED):
             return
         conn.error = error
         if reason is CloseReason.RESET:
@@ -816,7 +825,10 @@ class ServerMachine:
                     sc.Send(fd=conn.fd, data=data), lambda r, conn=conn, n=len(data): self._on_send(conn, n, r)
                 )
             self.stats.recv_calls += 1
-            return self._issue(sc.Recv(fd=conn.fd, size=self.config.recv_size), lambda r, conn=conn: self._on_recv(conn, r))
+            request = conn.recv_request
+            if request is None:  # the same frozen value for every Recv on this connection
+                request = conn.recv_request = sc.Recv(fd=conn.fd, size=self.config.recv_size)
+            return self._issue(request, lambda r, conn=conn: self._on_recv(conn, r))
         return None
 
     def _on_send(self, conn: Connection, attempted: int, result: sc.Result) -> None:
@@ -886,7 +898,7 @@ class ServerMachine:
 
     def _call_app(self, conn: Connection, call: Callable[[], Any]) -> None:
         """Run an app call that returns output; queue the output. Any exception drops conn."""
-        if conn.state in (ConnState.CLOSING, ConnState.CLOSED):
+        if conn.state in (CLOSING, CLOSED):
             return
         try:
             out = call()
@@ -928,7 +940,8 @@ class ServerMachine:
                     self._transition(conn, ConnEvent.FLUSHED, CloseReason.APP_CLOSE)
             if self.state is SHUTTING_DOWN and self._quiescent(conn):
                 self._transition(conn, ConnEvent.QUIESCENT_AT_SHUTDOWN, CloseReason.SHUTDOWN)
-            self._arm_timers(conn)
+            self._set_deadlines(conn)  # _arm_timers, inlined: once per settle
+            self._note_deadline(conn)
         except Exception as exc:  # noqa: BLE001 - from the app's pull, properties or counters
             self._app_failed(conn, exc)
             return
@@ -1022,12 +1035,14 @@ class ServerMachine:
             self._accept_blocked_until = None
         if self.shutdown_deadline is not None and self.shutdown_deadline <= now:
             for conn in list(self.connections.values()):
-                if conn.state not in (ConnState.CLOSING, ConnState.CLOSED):
+                if conn.state not in (CLOSING, CLOSED):
                     self.stats.shutdown_forced += 1
                     self._drop(conn, CloseReason.SHUTDOWN_FORCED)
             return
-        due: dict[int, Connection] = {}
         heap = self._timers
+        if not heap or heap[0][0] > now:
+            return  # nothing due: the usual case, on every EpollWait
+        due: dict[int, Connection] = {}
         while heap and heap[0][0] <= now:
             key, _, cid = heapq.heappop(heap)
             conn = self.connections.get(cid)

@@ -370,11 +370,11 @@ class HttpProtocol:
     def phase(self) -> Phase:
         if self._closing:
             return PHASE_IDLE  # nothing more will be read; the machine is flushing
-        if self._parser.in_head or (self.requests == 0 and not self._parser.in_message):
-            return PHASE_HEAD  # the first request of a connection is due from the start
-        if self._parser.in_message:
-            return PHASE_BUSY
-        return PHASE_IDLE
+        parser = self._parser  # read on every step the machine takes for this connection
+        if parser.in_message:
+            return PHASE_HEAD if parser.in_head else PHASE_BUSY
+        # The first request of a connection is due from the start: its head is awaited.
+        return PHASE_HEAD if self.requests == 0 else PHASE_IDLE
 
     def receive(self, data: bytes) -> bytes:
         if not self._closing:
