@@ -57,6 +57,10 @@ def _seconds(text: str) -> int:
     return round(value * SECOND)
 
 
+def _size_or_off(text: str) -> int | None:
+    return None if text.strip().lower() == "off" else _size(text)
+
+
 def _size(text: str) -> int:
     """A byte count: 4096, 64k, 1m (binary multiples)."""
     t = text.strip().lower()
@@ -135,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-cap", type=_size, default=256 * KiB, help="pending output per connection before it stops reading"
     )
     g.add_argument("--recv-size", type=_size, default=64 * KiB, help="bytes per recv (default 64k)")
+    g.add_argument(
+        "--send-size",
+        type=_size_or_off,
+        default=64 * KiB,
+        help="most pending output offered per send, and recorded per Send (default 64k; off: all of it)",
+    )
     g.add_argument("--max-events", type=_count, default=256, help="events per epoll_wait (default 256)")
     g.add_argument("--rcvbuf", type=_size, help="SO_RCVBUF for the listener, inherited (default: autotuning)")
     g.add_argument("--sndbuf", type=_size, help="SO_SNDBUF for the listener, inherited (default: autotuning)")
@@ -165,6 +175,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         max_connections=args.max_connections,
         output_cap=args.output_cap,
         recv_size=args.recv_size,
+        send_size=args.send_size,
         max_events=args.max_events,
         rcvbuf=args.rcvbuf,
         sndbuf=args.sndbuf,

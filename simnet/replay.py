@@ -43,7 +43,7 @@ def machine_from_header(header: TraceHeader, path: str = "<trace>") -> Machine:
     except ValueError as exc:  # unknown app or option: make_app's message is one line
         raise TraceError(path, 1, f"header: {exc}") from None
     try:
-        config = ServerConfig(**header.server_config)
+        config = ServerConfig.from_recorded(header.server_config)
     except (TypeError, ValueError) as exc:
         raise TraceError(
             path, 1, f"header: server_config does not fit this simnet's ServerConfig: {exc}"

@@ -666,7 +666,7 @@ def build_machine(
     except ValueError as exc:
         raise TraceError(path, 1, f"header: {exc}") from None
     try:
-        config = ServerConfig(**header.server_config)
+        config = ServerConfig.from_recorded(header.server_config)
     except (TypeError, ValueError) as exc:
         problem = f"header: server_config does not fit this simnet's ServerConfig: {exc}"
         raise TraceError(path, 1, problem) from None

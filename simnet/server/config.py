@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import attrs
 
 KiB = 1024
@@ -27,7 +29,11 @@ class ServerConfig:
 
     Limits: `max_connections` open at once (above it the listener's interest is dropped until one
     closes); `output_cap`, the bytes of pending output per connection above which we stop reading
-    it (backpressure); `recv_size` per Recv.
+    it (backpressure); `recv_size` per Recv; `send_size`, the most pending output offered in one
+    Send (None: all of it). A Send copies what it offers and a trace records it whole, so
+    offering all of a 256 KiB backlog to a peer that takes a few KiB at a time cost a copy and a
+    256 KiB trace record per EPOLLOUT; 64 KiB is what one loopback segment carries. A trace
+    header from before this field was recorded offering everything: see `from_recorded`.
 
     Fairness: `io_budget` syscalls per connection and `accept_budget` accepts between two
     EpollWaits, so that one fast peer or a connect flood cannot starve the others; work left over
@@ -60,6 +66,7 @@ class ServerConfig:
     max_connections: int = attrs.field(default=1024, validator=_positive)
     output_cap: int = attrs.field(default=256 * KiB, validator=_positive)
     recv_size: int = attrs.field(default=64 * KiB, validator=_positive)
+    send_size: int | None = attrs.field(default=64 * KiB, validator=_optional_positive)
     max_events: int = attrs.field(default=256, validator=_positive)
     rcvbuf: int | None = attrs.field(default=None, validator=_optional_positive)
     sndbuf: int | None = attrs.field(default=None, validator=_optional_positive)
@@ -73,3 +80,16 @@ class ServerConfig:
     keepalive_timeout_ns: int | None = attrs.field(default=5 * SECOND, validator=_optional_positive)
     linger_timeout_ns: int | None = attrs.field(default=2 * SECOND, validator=_optional_positive)
     shutdown_grace_ns: int = attrs.field(default=5 * SECOND, validator=attrs.validators.ge(0))
+
+    @classmethod
+    def from_recorded(cls, fields: Mapping[str, Any]) -> ServerConfig:
+        """The config a trace header records. A field the header does not name takes the value
+        that gives the behaviour of the simnet that wrote it (`BEFORE_FIELD`), not today's
+        default, so that every trace recorded before a field was added still replays exactly.
+        Raises TypeError/ValueError for fields this ServerConfig does not have or refuses."""
+        return cls(**{**BEFORE_FIELD, **fields})
+
+
+# Fields added to ServerConfig after traces were first recorded, with the value that reproduces
+# what the machine did before each existed.
+BEFORE_FIELD: dict[str, Any] = {"send_size": None}

@@ -820,7 +820,12 @@ class ServerMachine:
             # Writing first: a response on its way out is worth more than the next request.
             if send:
                 self.stats.send_calls += 1
-                data = bytes(conn.out)
+                limit = self.config.send_size
+                if limit is None or len(conn.out) <= limit:
+                    data = bytes(conn.out)
+                else:
+                    with memoryview(conn.out) as pending:  # released before conn.out is resized
+                        data = bytes(pending[:limit])
                 return self._issue(
                     sc.Send(fd=conn.fd, data=data), lambda r, conn=conn, n=len(data): self._on_send(conn, n, r)
                 )

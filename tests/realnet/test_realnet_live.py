@@ -25,7 +25,9 @@ import pytest
 
 from simnet.replay import replay_exact
 from simnet.resim import resimulate
+from simnet.server import syscalls as sc
 from simnet.server.apps.http import pattern
+from simnet.trace import read_trace
 from live_server import SOCKET_TIMEOUT, RealnetServer
 
 MODES = {"lt": (), "et": ("--edge-triggered",)}
@@ -365,3 +367,23 @@ def test_wrk(tmp_path: Path, mode: str) -> None:
         errors = re.search(r"Socket errors: connect (\d+), read \d+, write \d+, timeout (\d+)", res.stdout)
         assert errors is None or errors.groups() == ("0", "0"), res.stdout
     assert summary_count(server.stdout, "requests") == summary_count(server.stdout, "responses")
+
+
+@pytest.mark.parametrize(("option", "largest"), [((), 64 * 1024), (("--send-size", "off"), None)])
+def test_send_size_caps_what_one_send_offers_and_what_the_trace_records(
+    tmp_path: Path, option: tuple[str, ...], largest: int | None
+) -> None:
+    """A 2 MB response goes out in sends of at most --send-size (64k by default), each recorded
+    with the data it offered; `--send-size off` offers all pending output (up to --output-cap)."""
+    with serving(tmp_path, "http", *option) as server:
+        sock = connect(server)
+        sock.sendall(b"GET /bytes/2000000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = recv_until_eof(sock)
+        sock.close()
+        assert response.endswith(pattern(0, 2_000_000))
+    _, records = read_trace(tmp_path / "trace.jsonl")
+    offered = [len(rec.request.data) for rec in records if isinstance(rec.request, sc.Send)]
+    if largest is not None:
+        assert max(offered) == largest
+    else:
+        assert max(offered) > 64 * 1024

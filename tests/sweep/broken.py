@@ -31,7 +31,7 @@ class ForgetsEpollout(ServerMachine):
 
 
 def _rebuild(cls: type[ServerMachine], header: Any) -> ServerMachine:
-    return cls(ServerConfig(**header.server_config), make_app(header.app, **header.app_config))
+    return cls(ServerConfig.from_recorded(header.server_config), make_app(header.app, **header.app_config))
 
 
 def replay_ignores_partial_writes(header: Any) -> ServerMachine:
