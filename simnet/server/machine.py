@@ -323,7 +323,10 @@ class ServerMachine:
         self.shutdown_deadline: int | None = None
         # The outstanding request and what to do with its result.
         self._pending: sc.Syscall | None = None
-        self._handler: Callable[[sc.Result], None] | None = None
+        self._handler: Callable[..., None] | None = None
+        # The connection a Recv or Send is for: its handler is called as handler(conn, result),
+        # which spares a closure per I/O syscall (the others take the result alone).
+        self._handler_conn: Connection | None = None
         self._current: sc.Syscall | None = None  # the request whose result is being handled
         self._started = False
         self._setup_stage = 0
@@ -372,9 +375,13 @@ class ServerMachine:
             raise DriverError(f"{self.state.value}: step() after Exit() (got {result!r})")
         self._check_result(request, result)
         self.now = result.now
-        handler, self._pending, self._handler = self._handler, None, None
+        handler, conn = self._handler, self._handler_conn
+        self._pending = self._handler = self._handler_conn = None
         self._current = request
-        handler(result)
+        if conn is None:
+            handler(result)
+        else:
+            handler(conn, result)
         if result.shutdown and not self.shutdown_requested:
             self._begin_shutdown("shutdown")
         return self._issue_next()
@@ -459,6 +466,13 @@ class ServerMachine:
 
     def _issue(self, request: sc.Syscall, handler: Callable[[sc.Result], None]) -> sc.Syscall:
         self._pending, self._handler = request, handler
+        self.stats.syscalls += 1
+        return request
+
+    def _issue_io(
+        self, request: sc.Recv | sc.Send, handler: Callable[[Connection, sc.Result], None], conn: Connection
+    ) -> sc.Syscall:
+        self._pending, self._handler, self._handler_conn = request, handler, conn
         self.stats.syscalls += 1
         return request
 
@@ -776,14 +790,16 @@ class ServerMachine:
             and not conn.app_more
         )
 
-    def _can_send(self, conn: Connection) -> bool:
-        return conn.state in (OPEN, FLUSHING) and bool(conn.out) and conn.writable
-
-    def _can_recv(self, conn: Connection) -> bool:
-        return conn.readable and self.would_read(conn)
+    # A connection has a Send to do when it is writable, has output pending and is OPEN or
+    # FLUSHING; a Recv, when it is readable and we would read it. Both tests are written out
+    # where they are made (_enqueue, _next_io), once per settle and once per I/O syscall.
 
     def _enqueue(self, conn: Connection) -> None:
-        if not conn.queued and (self._can_send(conn) or self._can_recv(conn)):
+        if conn.queued:
+            return
+        if (conn.writable and conn.out and (conn.state is OPEN or conn.state is FLUSHING)) or (
+            conn.readable and self.would_read(conn)
+        ):
             conn.queued = True
             self._runq.append(conn.id)
 
@@ -803,7 +819,8 @@ class ServerMachine:
             if conn is None:
                 continue
             conn.queued = False
-            send, recv = self._can_send(conn), self._can_recv(conn)
+            send = conn.writable and bool(conn.out) and (conn.state is OPEN or conn.state is FLUSHING)
+            recv = conn.readable and self.would_read(conn)
             if not (send or recv):
                 continue
             if conn.budget_used >= self.config.io_budget:
@@ -826,15 +843,16 @@ class ServerMachine:
                 else:
                     with memoryview(conn.out) as pending:  # released before conn.out is resized
                         data = bytes(pending[:limit])
-                return self._issue(
-                    sc.Send(fd=conn.fd, data=data), lambda r, conn=conn, n=len(data): self._on_send(conn, n, r)
-                )
+                return self._issue_io(sc.Send(fd=conn.fd, data=data), self._on_send_result, conn)
             self.stats.recv_calls += 1
             request = conn.recv_request
             if request is None:  # the same frozen value for every Recv on this connection
                 request = conn.recv_request = sc.Recv(fd=conn.fd, size=self.config.recv_size)
-            return self._issue(request, lambda r, conn=conn: self._on_recv(conn, r))
+            return self._issue_io(request, self._on_recv, conn)
         return None
+
+    def _on_send_result(self, conn: Connection, result: sc.Result) -> None:
+        self._on_send(conn, len(self._current.data), result)  # type: ignore[union-attr]  # a Send
 
     def _on_send(self, conn: Connection, attempted: int, result: sc.Result) -> None:
         if not result.ok:
@@ -935,8 +953,13 @@ class ServerMachine:
                         raise TypeError(f"pull({want}) returned {type(piece).__name__} of {len(piece)}")
                     conn.out += piece
                     conn.app_more = len(piece) == want
-                self._update_counts(conn)
-                if conn.state is OPEN and conn.app.close_after_flush:
+                app = conn.app  # _update_counts, inlined: once per settle
+                requests, responses = app.requests, app.responses
+                if requests != conn.requests or responses != conn.responses:
+                    self.stats.requests += requests - conn.requests
+                    self.stats.responses += responses - conn.responses
+                    conn.requests, conn.responses = requests, responses
+                if conn.state is OPEN and app.close_after_flush:
                     self._transition(conn, ConnEvent.APP_CLOSE)
             if conn.state is FLUSHING and not conn.out and not conn.app_more:
                 if conn.read_eof:
@@ -956,12 +979,6 @@ class ServerMachine:
                 self.stats.backpressure_pauses += 1
             conn.backpressured = over
         self._enqueue(conn)
-
-    def _update_counts(self, conn: Connection) -> None:
-        requests, responses = conn.app.requests, conn.app.responses
-        self.stats.requests += requests - conn.requests
-        self.stats.responses += responses - conn.responses
-        conn.requests, conn.responses = requests, responses
 
     def _quiescent(self, conn: Connection) -> bool:
         """Nothing in flight: closing now loses no request and no response."""
