@@ -145,6 +145,11 @@ class RunSummary:
         unexpected = {name: n for name, n in clients["errors"].items() if name not in expected}
         if unexpected:
             found.append(f"client errors {_fmt_counts(unexpected)}")
+        if self.server.get("app_errors"):
+            # The machine keeps serving when an app raises (it drops that connection), but an app
+            # that raises is a bug, and its clients' resets would otherwise pass as expected.
+            first = self.server.get("first_app_error")
+            found.append(f"{self.server['app_errors']} app errors" + (f", the first: {first}" if first else ""))
         if self.server_exit not in (None, "shutdown"):
             found.append(f"server exit: {self.server_exit}")
         if clients.get("unfinished"):

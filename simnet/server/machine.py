@@ -270,6 +270,7 @@ class Stats:
     peer_eofs: int = 0
     resets: int = 0  # connections dropped for a network error or EPOLLERR/EPOLLHUP
     app_errors: int = 0
+    first_app_error: str | None = None  # "Type: message" of the first exception an app raised
     backpressure_pauses: int = 0
     idle_timeouts: int = 0
     header_timeouts: int = 0
@@ -770,7 +771,7 @@ class ServerMachine:
         if len(self.connections) >= self.config.max_connections:
             self.stats.accept_pauses += 1
         if failed is not None:
-            self.stats.app_errors += 1
+            self._note_app_error(failed)
             self._drop(conn, CloseReason.APP_ERROR, failed)
             return
         self._setupq.append(conn.id)
@@ -935,8 +936,14 @@ class ServerMachine:
             conn.app_more = True  # it produced output; it may hold back more: pull to find out
 
     def _app_failed(self, conn: Connection, exc: BaseException) -> None:
+        what = f"{type(exc).__name__}: {exc}"
+        self._note_app_error(what)
+        self._drop(conn, CloseReason.APP_ERROR, what)
+
+    def _note_app_error(self, what: str) -> None:
         self.stats.app_errors += 1
-        self._drop(conn, CloseReason.APP_ERROR, f"{type(exc).__name__}: {exc}")
+        if self.stats.first_app_error is None:
+            self.stats.first_app_error = what
 
     def _settle(self, conn: Connection) -> None:
         """Bring a connection to rest after anything happened to it: pull output from the app up
