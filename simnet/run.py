@@ -145,6 +145,14 @@ class RunSummary:
         unexpected = {name: n for name, n in clients["errors"].items() if name not in expected}
         if unexpected:
             found.append(f"client errors {_fmt_counts(unexpected)}")
+        if not self.faulty:
+            # ECONNRESET and EPIPE are expected of a client that provoked them (a slow reader timed
+            # out, a client closing or resetting early), not of one that behaved normally.
+            unprovoked = {
+                name: n for name, n in clients.get("unprovoked_errors", {}).items() if name in _EXPECTED_CLIENT_ERRORS
+            }
+            if unprovoked:
+                found.append(f"client errors of clients that provoked none: {_fmt_counts(unprovoked)}")
         if self.server.get("app_errors"):
             # The machine keeps serving when an app raises (it drops that connection), but an app
             # that raises is a bug, and its clients' resets would otherwise pass as expected.
@@ -185,7 +193,8 @@ class RunSummary:
 
 
 # Errors a client may see by design: a slow reader or resetter provoking the server, or being
-# timed out by it. Anything else in a plain run is a failure.
+# timed out by it -- and only such a client (ClientStats.unprovoked_errors). Anything else in a
+# plain run is a failure.
 _EXPECTED_CLIENT_ERRORS = ("ECONNRESET", "EPIPE")
 # Under faults a client may also give up on a dead path (ETIMEDOUT), find a restarted server port
 # closed (ECONNREFUSED), see the server time a stalled connection out before its first response

@@ -154,10 +154,15 @@ class ClientStats:
     retries: int = 0  # reused connections the server closed idle; the requests went again on a new one
     resets: int = 0  # resets the clients sent on purpose
     errors: dict[str, int] = attrs.field(factory=dict)  # errno name -> count, in first-seen order
+    # The part of `errors` seen by clients that behaved normally (no slow reading, early close or
+    # reset of their own): a reset such a client sees was provoked by nothing it did.
+    unprovoked_errors: dict[str, int] = attrs.field(factory=dict)
     failures: list[str] = attrs.field(factory=list)  # the first few wrong responses, described
 
-    def error(self, name: str) -> None:
+    def error(self, name: str, behaviour: str) -> None:
         self.errors[name] = self.errors.get(name, 0) + 1
+        if behaviour == "normal":
+            self.unprovoked_errors[name] = self.unprovoked_errors.get(name, 0) + 1
 
 
 class BadResponse(Exception):
@@ -231,7 +236,7 @@ def client_process(
     try:
         yield from _client(host, server, plan, workload, stats)
     except simpy.Interrupt:
-        stats.error("HOST_CRASHED")
+        stats.error("HOST_CRASHED", plan.behaviour)
 
 
 def _client(
@@ -289,7 +294,7 @@ def _client(
                     break  # the server closed our idle keep-alive connection: reconnect, resend
                 if outcome != "ok":
                     if outcome == "eof_before_response":
-                        stats.error("EOF_BEFORE_RESPONSE")
+                        stats.error("EOF_BEFORE_RESPONSE", plan.behaviour)
                     sock.close()
                     return
                 think = plan.think_ns[batch_no] if batch_no < len(plan.think_ns) else 0
@@ -313,7 +318,7 @@ def _client(
                 # server had closed, and its kernel answered with a RST.
                 stats.retries += 1
                 continue
-            stats.error(name)
+            stats.error(name, plan.behaviour)
             return
 
 
