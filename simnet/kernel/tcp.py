@@ -114,12 +114,11 @@ KEY_ALL = 0
 
 _ERR_BY_STATE = {SYN_SENT: errno.ECONNREFUSED, CLOSE_WAIT: errno.EPIPE}
 # tcp_need_reset(): states in which an abortive close sends a RST.
+_NEED_RESET = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, SYN_RECV)
 # socket.MSG_* are IntFlag members: `flags & socket.MSG_PEEK` goes through enum's Python-level
 # __and__ (~1.5 us), on every recv. Plain ints test the same bits.
 _MSG_PEEK = int(_socket.MSG_PEEK)
 _MSG_DONTWAIT = int(_socket.MSG_DONTWAIT)
-
-_NEED_RESET = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, SYN_RECV)
 
 
 def _normalise_host(host: str) -> str:

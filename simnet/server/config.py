@@ -32,7 +32,7 @@ class ServerConfig:
     it (backpressure); `recv_size` per Recv; `send_size`, the most pending output offered in one
     Send (None: all of it). A Send copies what it offers and a trace records it whole, so
     offering all of a 256 KiB backlog to a peer that takes a few KiB at a time cost a copy and a
-    256 KiB trace record per EPOLLOUT; 64 KiB is what one loopback segment carries. A trace
+    256 KiB trace record per EPOLLOUT; 64 KiB is about what one loopback segment carries. A trace
     header from before this field was recorded offering everything: see `from_recorded`.
 
     Fairness: `io_budget` syscalls per connection and `accept_budget` accepts between two
