@@ -14,7 +14,9 @@ Measures:
   echo-replay   exact replay of a 60,000-syscall echo trace of the real ServerMachine against
                 the stand-in kernel (P3b's trace; syscalls/s)
   http-replay   exact replay of a simnet HTTP trace, 50 clients x 200 keep-alive requests,
-                recorded by the base (syscalls/s)
+                recorded by the base (syscalls/s). A checkout whose machine asks for other
+                syscalls than the base's cannot replay it: the measure then stops with the
+                divergence, as it should -- that is a change of behaviour, not of speed.
 """
 
 from __future__ import annotations
