@@ -76,6 +76,7 @@ def test_units() -> None:
     assert duration("250us") == pytest.approx(0.00025)
     assert duration("2") == 2.0
     assert size("64k") == 65536 and size("4096") == 4096
+    assert size("64KiB") == size("64kib") == 65536 and size("1MiB") == 1 << 20  # as realnet serve reads them
 
 
 def test_a_trace_path_that_cannot_be_written_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
