@@ -66,7 +66,7 @@ print(replay_exact(path).matched / best)
 import sys
 sys.path[:0] = ["."]
 from simnet.replay import replay_exact
-path = sys.argv[2]
+path = sys.argv[1]
 report = replay_exact(path)
 assert report.ok, report.format()
 best = min(_time(lambda: replay_exact(path)) for _ in range(3))
@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown measure {unknown[0]!r} (known: {', '.join(MEASURES)})")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    rev = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=ROOT, capture_output=True, text=True)
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", "--verify", "--quiet", f"{args.base}^{{commit}}"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
     if rev.returncode != 0:
         parser.error(f"not a commit here: {args.base!r}")
     base_rev = rev.stdout.strip()
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             # Sizes: P1 round trips per connection, echo-replay syscalls, HTTP clients x requests.
             p1, echo, (clients, requests) = (12, 2_000, (3, 5)) if args.quick else (600, 60_000, (50, 200))
             http = str(_http_trace(base, Path(tmp), clients, requests)) if "http-replay" in names else ""
-            sizes = {"p1": [str(p1)], "echo-replay": [str(echo)], "http-replay": ["0", http]}
+            sizes = {"p1": [str(p1)], "echo-replay": [str(echo)], "http-replay": [http]}
             print(f"compare: {base_rev} (base) vs this checkout, {args.rounds} alternations, CPU time")
             for name in names:
                 unit, higher_is_better, snippet = MEASURES[name]

@@ -37,10 +37,10 @@ def duration(text: str) -> float:
 
 def size(text: str) -> int:
     """`4096`, `64k`, `64KiB`, `1m` -> bytes (binary multiples; realnet serve reads them alike)."""
-    match = re.fullmatch(r"\s*([0-9]+)\s*([kKmM]?)(?:[iI][bB])?\s*", text)
+    match = re.fullmatch(r"\s*([0-9]+)\s*(?:([kKmM])(?:[iI][bB])?)?\s*", text)
     if not match:
         raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (try 4096, 64k, 1m)")
-    return int(match.group(1)) * _SIZES[match.group(2).lower()]
+    return int(match.group(1)) * _SIZES[(match.group(2) or "").lower()]
 
 
 def timeout(text: str) -> float | str:

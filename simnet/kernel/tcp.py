@@ -731,8 +731,9 @@ class TcpSocket:
             return b""
         rcvq = self.rcvq
         if rcvq:
+            peek = flags & _MSG_PEEK
             short_io = self.host.short_io
-            if short_io is not None and short_io.recv and not flags & _MSG_PEEK:
+            if short_io is not None and short_io.recv and not peek:
                 # Injected fault: return a shorter prefix (at least one byte) of what is there.
                 available = len(rcvq) if bufsize >= len(rcvq) else bufsize
                 rng = self.net.fault_rng
@@ -741,13 +742,13 @@ class TcpSocket:
                     self.net.counters["short_recvs"] += 1
             if bufsize >= len(rcvq):
                 data = bytes(rcvq)
-                if not flags & _MSG_PEEK:
+                if not peek:
                     rcvq.clear()
             else:
                 data = bytes(rcvq[:bufsize])
-                if not flags & _MSG_PEEK:
+                if not peek:
                     del rcvq[:bufsize]
-            if not flags & _MSG_PEEK:
+            if not peek:
                 self._cleanup_rbuf()
             return data
         if self.done:

@@ -791,16 +791,14 @@ class ServerMachine:
             and not conn.app_more
         )
 
-    # A connection has a Send to do when it is writable, has output pending and is OPEN or
-    # FLUSHING; a Recv, when it is readable and we would read it. Both tests are written out
-    # where they are made (_enqueue, _next_io), once per settle and once per I/O syscall.
+    def _can_send(self, conn: Connection) -> bool:
+        return conn.writable and bool(conn.out) and (conn.state is OPEN or conn.state is FLUSHING)
+
+    def _can_recv(self, conn: Connection) -> bool:
+        return conn.readable and self.would_read(conn)
 
     def _enqueue(self, conn: Connection) -> None:
-        if conn.queued:
-            return
-        if (conn.writable and conn.out and (conn.state is OPEN or conn.state is FLUSHING)) or (
-            conn.readable and self.would_read(conn)
-        ):
+        if not conn.queued and (self._can_send(conn) or self._can_recv(conn)):
             conn.queued = True
             self._runq.append(conn.id)
 
@@ -820,8 +818,7 @@ class ServerMachine:
             if conn is None:
                 continue
             conn.queued = False
-            send = conn.writable and bool(conn.out) and (conn.state is OPEN or conn.state is FLUSHING)
-            recv = conn.readable and self.would_read(conn)
+            send, recv = self._can_send(conn), self._can_recv(conn)
             if not (send or recv):
                 continue
             if conn.budget_used >= self.config.io_budget:
@@ -960,13 +957,8 @@ class ServerMachine:
                         raise TypeError(f"pull({want}) returned {type(piece).__name__} of {len(piece)}")
                     conn.out += piece
                     conn.app_more = len(piece) == want
-                app = conn.app  # _update_counts, inlined: once per settle
-                requests, responses = app.requests, app.responses
-                if requests != conn.requests or responses != conn.responses:
-                    self.stats.requests += requests - conn.requests
-                    self.stats.responses += responses - conn.responses
-                    conn.requests, conn.responses = requests, responses
-                if conn.state is OPEN and app.close_after_flush:
+                self._update_counts(conn)
+                if conn.state is OPEN and conn.app.close_after_flush:
                     self._transition(conn, ConnEvent.APP_CLOSE)
             if conn.state is FLUSHING and not conn.out and not conn.app_more:
                 if conn.read_eof:
@@ -975,8 +967,7 @@ class ServerMachine:
                     self._transition(conn, ConnEvent.FLUSHED, CloseReason.APP_CLOSE)
             if self.state is SHUTTING_DOWN and self._quiescent(conn):
                 self._transition(conn, ConnEvent.QUIESCENT_AT_SHUTDOWN, CloseReason.SHUTDOWN)
-            self._set_deadlines(conn)  # _arm_timers, inlined: once per settle
-            self._note_deadline(conn)
+            self._arm_timers(conn)
         except Exception as exc:  # noqa: BLE001 - from the app's pull, properties or counters
             self._app_failed(conn, exc)
             return
@@ -986,6 +977,12 @@ class ServerMachine:
                 self.stats.backpressure_pauses += 1
             conn.backpressured = over
         self._enqueue(conn)
+
+    def _update_counts(self, conn: Connection) -> None:
+        requests, responses = conn.app.requests, conn.app.responses
+        self.stats.requests += requests - conn.requests
+        self.stats.responses += responses - conn.responses
+        conn.requests, conn.responses = requests, responses
 
     def _quiescent(self, conn: Connection) -> bool:
         """Nothing in flight: closing now loses no request and no response."""

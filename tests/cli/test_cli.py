@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,8 @@ def test_units() -> None:
     assert duration("2") == 2.0
     assert size("64k") == 65536 and size("4096") == 4096
     assert size("64KiB") == size("64kib") == 65536 and size("1MiB") == 1 << 20  # as realnet serve reads them
+    with pytest.raises(argparse.ArgumentTypeError):
+        size("4096iB")  # "iB" only after a unit
 
 
 def test_a_trace_path_that_cannot_be_written_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
