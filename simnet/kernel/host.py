@@ -21,14 +21,18 @@ FIRST_FD = 3  # 0, 1 and 2 are stdin, stdout and stderr in every real process
 class Host:
     """One machine: an IPv4 address plus 127.0.0.1, an fd table and a TCP port table."""
 
-    def __init__(self, net: Network, ip: str) -> None:
+    def __init__(self, net: Network, ip: str, first_fd: int = FIRST_FD, fd_limit: int = 1 << 31) -> None:
         self.net = net
         self.ip = ip
+        # The lowest fd this host hands out. A process sees 3 first; when many hosts' fds meet in
+        # one event loop (simnet.aio), each host gets its own range so that fds never collide.
+        self.first_fd = first_fd
+        self.fd_limit = fd_limit  # RLIMIT_NOFILE's role: no fd at or above it (EMFILE)
         self.fds: dict[int, TcpSocket | Epoll] = {}
         # Every fd below _next_fd is either in fds or in the heap _free_fds, so the lowest free
         # one is found in O(log n), not by a scan (10,000 connections made the scan quadratic).
         self._free_fds: list[int] = []
-        self._next_fd = FIRST_FD
+        self._next_fd = first_fd
         # Connected sockets (SYN_SENT onwards, including orphans and TIME_WAIT), by 4-tuple.
         self.connections: dict[tuple[Address, Address], TcpSocket] = {}
         self.listeners: dict[Address, TcpSocket] = {}
@@ -82,11 +86,13 @@ class Host:
         free = self._free_fds
         if not fds:  # all closed (or the host crashed): start again from the bottom
             free.clear()
-            self._next_fd = FIRST_FD
+            self._next_fd = self.first_fd
         if free:
             fd = heapq.heappop(free)
         else:
             fd = self._next_fd
+            if fd >= self.fd_limit:
+                raise OSError(24, "Too many open files")  # EMFILE, as alloc_fd past the rlimit
             self._next_fd = fd + 1
         fds[fd] = obj
         return fd

@@ -24,7 +24,7 @@ import hashlib
 import heapq
 import ipaddress
 import random
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Sequence
 
 import attrs
 import simpy
@@ -34,6 +34,7 @@ from simnet.kernel.segment import RST, Address, LoggedSegment, Segment, format_f
 
 if TYPE_CHECKING:
     from simnet.faults import FaultSchedule, Hold, LinkFaults
+    from simnet.kernel.epoll import Epoll
 
 NS_PER_S = 1_000_000_000
 # Young-generation GC threshold while Network.run runs (see there); CPython's default is 700.
@@ -42,6 +43,11 @@ _GC_YOUNG_THRESHOLD = 100_000
 
 def seconds_to_ns(seconds: float) -> int:
     return int(round(seconds * NS_PER_S))
+
+
+# Real fds stay below fs.nr_open (2**20 by default, LINUX.md), so simulated ones start above it.
+DISTINCT_FD_BASE = 1 << 30
+FDS_PER_HOST = 1 << 16
 
 
 class SimulationDeadlock(RuntimeError):
@@ -107,8 +113,14 @@ class Network:
         sysctl: Sysctl | None = None,
         log_segments: bool = False,
         faults: FaultSchedule | None = None,
+        distinct_fds: bool = False,
     ) -> None:
         self.seed = seed
+        # Each host numbers its fds from 3 as a process does; with distinct_fds every host gets
+        # a range of its own above any real fd (DISTINCT_FD_BASE + n * FDS_PER_HOST for the
+        # n-th host), so that one event loop can key the fds of many hosts (simnet.aio) and a
+        # simulated fd handed to a real os.read() meets EBADF instead of a real file.
+        self.distinct_fds = distinct_fds
         self.env = simpy.Environment()
         self.rng = random.Random(seed)
         # net_secret of secure_tcp_seq, derived from the seed without drawing from the RNG.
@@ -148,7 +160,13 @@ class Network:
                 raise ValueError(f"{ip} is not a host address (127.0.0.1 exists inside every host)")
             from simnet.kernel.host import Host
 
-            host = Host(self, ip)
+            if self.distinct_fds:
+                first_fd = DISTINCT_FD_BASE + len(self.hosts) * FDS_PER_HOST
+                if first_fd + FDS_PER_HOST > 1 << 31:
+                    raise ValueError(f"too many hosts for distinct fds ({len(self.hosts)})")
+                host = Host(self, ip, first_fd, first_fd + FDS_PER_HOST)
+            else:
+                host = Host(self, ip)
             self.hosts[ip] = host
             self._routes.clear()
             if self.faults is not None:
@@ -212,9 +230,12 @@ class Network:
         here without being run: otherwise "until nothing is pending" would advance the clock to
         the last retransmission timer ever cancelled.
         """
+        self.run_ns(None if until is None else seconds_to_ns(until), stop=stop)
+
+    def run_ns(self, limit: int | None, *, stop: simpy.Event | None = None) -> None:
+        """Network.run with the time limit in integer nanoseconds of virtual time (None: none)."""
         env = self.env
         queue = env._queue  # simpy's heap of (time, priority, id, event)
-        limit = None if until is None else seconds_to_ns(until)
         step = env.step
         heappop = heapq.heappop
         skipped = 0
@@ -246,6 +267,45 @@ class Network:
             gc.set_threshold(*gc_thresholds)
         if limit is not None and env._now < limit:
             env._now = limit
+
+    def wait_any(self, epolls: Sequence[Epoll], timeout_ns: int | None) -> bool:
+        """Run the simulation until one of `epolls` has a ready item, or until `timeout_ns` of
+        virtual time has passed (None: no limit; 0: only look). True if something is ready
+        (or a spurious wake-up ended the wait: the caller's epoll_wait then finds nothing, as
+        after a real one); False when the time passed with nothing ready, the clock then at
+        the deadline. An event loop's selector waits on the epolls of several hosts this way.
+
+        Raises SimulationDeadlock when nothing can ever become ready: no limit and nothing
+        pending in the network."""
+        self.drain()
+        for ep in epolls:
+            if ep.ready:
+                return True
+        if timeout_ns == 0:
+            return False
+        for ep in epolls:
+            short_io = ep.host.short_io
+            if short_io is not None and short_io.spurious_wakeup:
+                # As Epoll._wait_gen: an injected EINTR-like wake-up before the wait begins.
+                if self.fault_rng.random() < short_io.spurious_wakeup:  # type: ignore[union-attr]
+                    self.counters["spurious_wakeups"] += 1
+                    return True
+        env = self.env
+        deadline = None if timeout_ns is None else env._now + timeout_ns
+        wake = env.event()
+        for ep in epolls:
+            ep.waiter = wake
+        try:
+            self.run_ns(deadline, stop=wake)
+        finally:
+            for ep in epolls:
+                if ep.waiter is wake:
+                    ep.waiter = None
+        if wake.triggered:
+            return True
+        if deadline is None:
+            raise SimulationDeadlock(f"nothing can wake the waiting epolls: nothing is pending at t={self.now:.6f}s")
+        return False
 
     @property
     def pending(self) -> int:
