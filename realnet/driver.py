@@ -1,6 +1,6 @@
 """The realnet driver: a server machine on real non-blocking sockets and `select.epoll`.
 
-Every non-waiting syscall goes through `simnet.driver.SyscallExecutor` -- the same code the simnet
+Every non-waiting syscall goes through `simnet.drivers.executor.SyscallExecutor` -- the same code the simnet
 driver uses, handed real `socket.socket` objects instead of simulated ones -- so the two backends
 differ only in where sockets come from and how EpollWait waits. There is no server logic here.
 
@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from simnet.driver import SyscallExecutor
+from simnet.drivers.executor import SyscallExecutor
 from simnet.server import syscalls as sc
 
 _EPOLLIN = select.EPOLLIN

@@ -286,10 +286,6 @@ class Epoll:
         self.host.release_fd(self.fd)
         self.fd = -1
 
-    @property
-    def ready_fds(self) -> list[int]:
-        return [item.fd for item in self.ready]
-
 
 class EpollCoroutines:
     """Blocking forms for use inside simulated processes: `events = yield from ep.co.poll(1.0)`."""

@@ -75,9 +75,6 @@ class Host:
         """Run a simulated process (a simpy generator) on this host."""
         return self.net.env.process(generator)
 
-    def spawn(self, function: Callable[..., Generator[Any, Any, Any]], *args: Any) -> simpy.Process:
-        return self.net.env.process(function(*args))
-
     # -- fds ----------------------------------------------------------------------------------
 
     def allocate_fd(self, obj: TcpSocket | Epoll) -> int:

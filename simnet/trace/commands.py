@@ -246,10 +246,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m simnet.trace replay|show ...`, until simnet/cli.py offers the same commands."""
-    parser = argparse.ArgumentParser(
-        prog="python -m simnet.trace", description="Replay or show a simnet trace."
-    )
+    """`simnet replay|show ...` without the rest of the `simnet` command: for tests that call
+    the two commands in-process. The `simnet` console script (simnet/cli.py) is the one entry point."""
+    parser = argparse.ArgumentParser(prog="simnet", description="Replay or show a simnet trace.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_replay_parser(subparsers)
     add_show_parser(subparsers)

@@ -310,14 +310,18 @@ def test_any_damage_gives_one_clear_line_naming_where(
     assert_bad_input(write(tmp_path, damaged), line, capsys)
 
 
-# --- the same through the module entry point, as a user runs it ---------------------------------
+# --- the same through the `simnet` command, as a user runs it -----------------------------------
+
+# The console script's body, run with -c so that the working directory (and trace_fakes in it) is
+# on sys.path for --machine.
+SIMNET_COMMAND = [sys.executable, "-c", "import sys; from simnet.cli import main; sys.exit(main())"]
 
 
-def test_python_m_simnet_trace_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+def test_the_simnet_command_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, SOUND[:3] + ['{"seq": 3, "t": 1\n'])
     for command in ("show", "replay"):
         proc = subprocess.run(
-            [sys.executable, "-m", "simnet.trace", command, str(path)]
+            [*SIMNET_COMMAND, command, str(path)]
             + (["--machine", "trace_fakes:make_echo_machine"] if command == "replay" else []),
             capture_output=True,
             text=True,
