@@ -1,0 +1,367 @@
+"""simnet.aio: users' own, unmodified asyncio programs on the simulated Linux TCP stack.
+
+    import simnet.aio as sa
+
+    async def main():
+        sa.spawn(serve(), host="server")              # a task whose sockets live on "server"
+        reader, writer = await asyncio.open_connection("server", 8080)
+        ...
+
+    sa.run(main(), seed=7, loss=0.01, short_io=0.2)  # like asyncio.run, in virtual time
+
+`main()` runs on host "main". The program's sockets are simnet's kernel sockets (handshake,
+backlog, bounded buffers, retransmission, FIN/RST), its clock is the network's virtual clock,
+and nothing real is opened (docs/aio.md says what is simulated and what is fenced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from simnet.aio.loop import FencedError, SimEventLoop
+from simnet.aio.socket import SimSocket
+from simnet.aio.world import MAIN_HOST, World, current_host
+from simnet.kernel.network import Network, SimulationDeadlock, Sysctl
+
+_T = TypeVar("_T")
+
+# `simnet run`'s default one-way latency between hosts (simnet/run.py RunConfig.latency).
+DEFAULT_LATENCY = 0.001
+DEFAULT_SETTLE = 1.0
+# What time.time() reads at virtual time 0: 2026-01-01T00:00:00Z (a date, not 1970, so that
+# programs that print or compare dates see a plausible one). The same for every run.
+DEFAULT_EPOCH = 1_767_225_600.0
+
+__all__ = [
+    "Deadlock",
+    "FencedError",
+    "SimEventLoop",
+    "SimSocket",
+    "address",
+    "current_host_name",
+    "loop_factory",
+    "network",
+    "new_event_loop",
+    "run",
+    "spawn",
+]
+
+
+class Deadlock(SimulationDeadlock):
+    """Every task waits and nothing is pending in the network: a real program would hang here."""
+
+
+def _schedule_faults(
+    world: World,
+    faults: Any,
+    loss: float,
+    reorder: float,
+    duplicate: float,
+    jitter: Any,
+    short_io: float,
+) -> Any:
+    """The run's FaultSchedule: `faults` (a FaultSchedule, a dict in its JSON form, or a TOML/JSON
+    path, naming hosts or addresses) plus the shorthand rates, which apply to every link."""
+    from simnet.faults import FaultSchedule, LinkFaults, ShortIO, parse_jitter
+
+    schedule: FaultSchedule
+    if faults is None:
+        schedule = FaultSchedule()
+    elif isinstance(faults, FaultSchedule):
+        schedule = faults
+    elif isinstance(faults, dict):
+        schedule = FaultSchedule.from_json(world.name_faults(faults))
+    elif isinstance(faults, (str, Path)):
+        schedule = _load_named(world, faults)
+    else:
+        raise TypeError(f"faults: a FaultSchedule, a dict or a path, not {type(faults).__name__}")
+    links = list(schedule.links)
+    if loss or reorder or duplicate or jitter is not None:
+        link: dict[str, Any] = {"loss": loss, "reorder": reorder, "duplicate": duplicate}
+        if jitter is not None:
+            link["jitter"] = parse_jitter(jitter)
+        links.append(LinkFaults(**link))
+    shorts = list(schedule.short_io)
+    if short_io:
+        shorts.append(ShortIO(recv=short_io, send=short_io))
+    import attrs
+
+    return attrs.evolve(schedule, links=tuple(links), short_io=tuple(shorts))
+
+
+def _load_named(world: World, path: str | Path) -> Any:
+    """load_schedule, with host names replaced by addresses before the values are checked."""
+    import json
+    import tomllib
+
+    from simnet.faults import FaultSchedule, load_schedule
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        obj = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (OSError, ValueError):
+        return load_schedule(path)  # its one-line error names the file and line
+    return FaultSchedule.from_json(world.name_faults(obj), str(path))
+
+
+def new_event_loop(
+    *,
+    seed: int = 0,
+    latency: float = DEFAULT_LATENCY,
+    loss: float = 0.0,
+    reorder: float = 0.0,
+    duplicate: float = 0.0,
+    jitter: Any = None,
+    short_io: float = 0.0,
+    faults: Any = None,
+    rcvbuf: int | None = None,
+    sndbuf: int | None = None,
+    mtu: int = 1500,
+    hosts: dict[str, str] | None = None,
+    schedule: str = "explore",
+    log_segments: bool = False,
+    sysctl: Sysctl | None = None,
+    virtual_clock: bool = True,
+    epoch: float = DEFAULT_EPOCH,
+    seeded_random: bool = True,
+) -> SimEventLoop:
+    """A simulated event loop on a new Network (the options as `run` takes them)."""
+    if schedule not in ("explore", "fixed"):
+        raise ValueError(f"schedule: 'explore' or 'fixed', not {schedule!r}")
+    sysctl = sysctl or Sysctl()
+    if rcvbuf is not None or sndbuf is not None:
+        # A socket's buffers start at tcp_rmem[1]/tcp_wmem[1]: set the default, as a sysctl would.
+        import attrs
+
+        if rcvbuf is not None:
+            sysctl = attrs.evolve(sysctl, tcp_rmem=(sysctl.tcp_rmem[0], rcvbuf, max(rcvbuf, sysctl.tcp_rmem[2])))
+        if sndbuf is not None:
+            sysctl = attrs.evolve(sysctl, tcp_wmem=(sysctl.tcp_wmem[0], sndbuf, max(sndbuf, sysctl.tcp_wmem[2])))
+    # The faults name hosts, so the world (names -> addresses) exists before the network does;
+    # it is given its network right after.
+    schedule_rng = None if schedule == "fixed" else random.Random(f"simnet.aio schedule {seed}")
+    world = World(hosts or {}, schedule_rng, seed)
+    fault_schedule = _schedule_faults(world, faults, loss, reorder, duplicate, jitter, short_io)
+    net = Network(
+        seed=seed,
+        latency=latency,
+        mtu=mtu,
+        sysctl=sysctl,
+        log_segments=log_segments,
+        faults=fault_schedule,
+        distinct_fds=True,
+    )
+    world.bind(net)
+    world.virtual_clock = virtual_clock
+    world.epoch_ns = int(round(epoch * 1e9))
+    world.seeded_random = seeded_random
+    loop = SimEventLoop(world)
+    crash_callbacks = getattr(net, "crash_callbacks", None)  # made when the faults have crashes
+    if crash_callbacks is not None:
+        crash_callbacks.append(lambda host: _crashed(loop, host))
+    return loop
+
+
+def loop_factory(**options: Any) -> Callable[[], SimEventLoop]:
+    """For `asyncio.Runner(loop_factory=sa.loop_factory(seed=7, loss=0.01))` and test runners."""
+    new_event_loop(**options).close()  # check the options now, where the caller wrote them
+    return lambda: new_event_loop(**options)
+
+
+def _crashed(loop: SimEventLoop, host: Any) -> None:
+    """A simulated host crashed: its processes are gone, so its tasks end (cancelled, since
+    asyncio has no way to make a task vanish) and their fds are already gone with the host."""
+    for task in _tasks_on(loop, host):
+        task.cancel(msg=f"simnet: host {loop.world.name_of(host.ip)} crashed")
+
+
+def _task_host(task: asyncio.Task[Any]) -> Any:
+    get_context = getattr(task, "get_context", None)  # 3.12+
+    context = get_context() if get_context is not None else getattr(task, "_context", None)
+    return None if context is None else context.get(current_host)
+
+
+def _tasks_on(loop: SimEventLoop, host: Any) -> list[asyncio.Task[Any]]:
+    main = loop.world.names.get(MAIN_HOST)
+    out = []
+    for task in asyncio.all_tasks(loop):
+        task_host = _task_host(task)
+        if task_host is host or (task_host is None and host.ip == main):
+            out.append(task)
+    out.sort(key=lambda t: t.get_name())
+    return out
+
+
+def _running_loop(what: str) -> SimEventLoop:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(f"simnet.aio.{what}() needs a running simulation (inside simnet.aio.run)") from None
+    if not isinstance(loop, SimEventLoop):
+        raise RuntimeError(f"simnet.aio.{what}() called on a real event loop, not inside simnet.aio.run")
+    return loop
+
+
+def spawn(coro: Coroutine[Any, Any, _T], *, host: str, name: str | None = None) -> asyncio.Task[_T]:
+    """An asyncio.Task whose sockets (and those of the tasks it creates) live on simulated host
+    `host`, created on first use."""
+    loop = _running_loop("spawn")
+    sim_host = loop.world.host(host)
+    context = contextvars.copy_context()
+    context.run(current_host.set, sim_host)
+    return loop.create_task(coro, name=name or f"{host}:{getattr(coro, '__qualname__', 'task')}", context=context)
+
+
+def address(name: str) -> str:
+    """The address of simulated host `name` (the next free 10.0.0.N on first use)."""
+    return _running_loop("address").world.address(name)
+
+
+def network() -> Network:
+    """The running simulation's Network: now, ss(), link(), counters, segment_log, faults."""
+    return _running_loop("network").world.net
+
+
+def current_host_name() -> str:
+    """The name of the simulated host the calling task runs on."""
+    loop = _running_loop("current_host_name")
+    host = current_host.get()
+    return MAIN_HOST if host is None else loop.world.name_of(host.ip)
+
+
+def run(
+    main: Coroutine[Any, Any, _T],
+    *,
+    seed: int = 0,
+    settle: float = DEFAULT_SETTLE,
+    debug: bool | None = None,
+    **options: Any,
+) -> _T:
+    """Run `main()` on host "main" of a new simulated network, like asyncio.run, in virtual time.
+
+    Options (all keyword): seed, latency (one-way seconds between hosts, default 1 ms as `simnet
+    run`), loss, reorder, duplicate, jitter, short_io (rates), faults (a FaultSchedule, its JSON
+    form or a TOML/JSON path; hosts may be named), rcvbuf, sndbuf, mtu, hosts (name -> pinned
+    address), schedule ("explore": the seed also picks the order of simultaneous events;
+    "fixed": it does not), log_segments, virtual_clock, epoch, seeded_random, and settle: when
+    main() returns, the network runs on for up to this many virtual seconds until it is quiet
+    (no segment in flight, nothing unacknowledged), so in-flight FINs arrive before the
+    remaining tasks are cancelled.
+
+    Raises Deadlock when every task waits and nothing is pending. An exception from the program
+    gets a note with the seed and the call that reproduces it."""
+    if not asyncio.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {main!r}")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        main.close()
+        raise RuntimeError("simnet.aio.run() cannot be called from a running event loop")
+    loop = new_event_loop(seed=seed, **options)
+    if debug is not None:
+        loop.set_debug(debug)
+    try:
+        asyncio.set_event_loop(loop)
+        task = loop.create_task(main, name="main")
+        try:
+            result = loop.run_until_complete(task)
+        except SimulationDeadlock as exc:
+            raise _deadlock(loop, exc) from None
+        except BaseException as exc:
+            _add_reproduce_note(exc, seed, options)
+            raise
+        if settle > 0:
+            loop.run_until_complete(_settle(loop, settle))
+        return result
+    finally:
+        try:
+            _cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _add_reproduce_note(exc: BaseException, seed: int, options: dict[str, Any]) -> None:
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not hasattr(exc, "add_note"):
+        return
+    args = ", ".join([f"seed={seed}", *(f"{k}={v!r}" for k, v in options.items())])
+    exc.add_note(f"simnet.aio: this run had seed={seed}; reproduce with simnet.aio.run(main(), {args})")
+
+
+def _deadlock(loop: SimEventLoop, cause: SimulationDeadlock) -> Deadlock:
+    waiting = []
+    for task in sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name()):
+        host = _task_host(task)
+        host_name = MAIN_HOST if host is None else loop.world.name_of(host.ip)
+        where = ""
+        stack = task.get_stack()
+        if stack:
+            frame = stack[-1]
+            where = f" at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        waiting.append(f"{task.get_name()} on {host_name}{where}")
+    now = loop.world.net.now
+    lines = "; ".join(waiting) or "none"
+    return Deadlock(
+        f"deadlock at t={now:.6f}s: every task waits and nothing is pending in the network "
+        f"(a real program would hang here). Waiting: {lines}"
+    )
+
+
+async def _settle(loop: SimEventLoop, bound: float) -> None:
+    """Let the network run until nothing is in flight or unacknowledged, for at most `bound`."""
+    net = loop.world.net
+    deadline = net.env._now + int(round(bound * 1e9))
+    while net.env._now < deadline:
+        wake = _next_delivery_ns(net)
+        if wake is None and _all_acknowledged(net):
+            return
+        step = (wake if wake is not None else net.env._now + 1_000_000) - net.env._now
+        await asyncio.sleep(max(step, 1) / 1e9)
+
+
+def _next_delivery_ns(net: Network) -> int | None:
+    from simnet.kernel.network import _Delivery
+
+    times = [entry[0] for entry in net.env._queue if type(entry[3]) is _Delivery]
+    return min(times) if times else None
+
+
+def _all_acknowledged(net: Network) -> bool:
+    for host in net.hosts.values():
+        for sock in host.connections.values():
+            if sock.sndq or sock.snd_una < sock.snd_max or sock.fin_pending:
+                return False
+    return True
+
+
+def _cancel_all_tasks(loop: SimEventLoop) -> None:
+    """asyncio.runners._cancel_all_tasks, tolerating a simulation with nothing left to run."""
+    to_cancel = asyncio.all_tasks(loop)
+    if not to_cancel:
+        return
+    for task in to_cancel:
+        task.cancel()
+    try:
+        loop.run_until_complete(asyncio.gather(*to_cancel, return_exceptions=True))
+    except SimulationDeadlock:
+        pass  # a task's cleanup waits on the network for ever: it is cancelled with the loop
+    for task in to_cancel:
+        if task.cancelled() or not task.done():
+            continue
+        if task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during simnet.aio.run() shutdown",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )

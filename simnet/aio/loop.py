@@ -1,0 +1,275 @@
+"""The event loop: asyncio's own selector loop, on simulated epolls and the simulation's clock.
+
+`SimEventLoop` is `asyncio.SelectorEventLoop` with four things replaced, and nothing else, so
+that user programs meet asyncio's real transports, streams, protocols and TLS:
+
+* the selector (`SimSelector`) keeps one simulated epoll per host and, when the loop would
+  block, runs the network (`Network.wait_any`) until a registered socket is ready or the loop's
+  next timer is due -- so `loop.time()` is the network's virtual clock and an hour of
+  `asyncio.sleep` costs no wall time;
+* no self-pipe: the loop opens no real socket pair (nothing real is opened at all);
+* `getaddrinfo`/`getnameinfo` answer from the simulated hosts, and `run_in_executor` runs the
+  function in the loop's own thread, deterministically (threads are outside the simulation);
+* schedule exploration: sockets ready together are reported in an order drawn from the seed,
+  and timers due at the same instant fire in a seeded order (asyncio's guarantees -- FIFO
+  `call_soon`, a future's callbacks in order -- are untouched: they never depend on either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from simnet.aio.fence import FENCE
+from simnet.aio.world import World
+from simnet.kernel.network import DISTINCT_FD_BASE, FDS_PER_HOST, NS_PER_S
+
+if TYPE_CHECKING:
+    from simnet.kernel.epoll import Epoll
+    from simnet.kernel.host import Host
+
+EPOLLIN = 0x001
+EPOLLOUT = 0x004
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+
+
+class FencedError(RuntimeError):
+    """A simulated program made a call that would leave the simulation (a thread, a process,
+    a real file or fd); the message names the call."""
+
+
+class SimSelector(selectors._BaseSelectorImpl):  # type: ignore[name-defined,misc]
+    """A selector over simulated sockets of any host: one simulated epoll per host."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__()
+        self._world = world
+        self._net = world.net
+        # host ip -> its epoll; in the order hosts first registered something (deterministic).
+        self._epolls: dict[str, Epoll] = {}
+        self._epoll_list: list[Epoll] = []
+
+    def _host_of(self, fd: int) -> Host:
+        net = self._net
+        if fd >= DISTINCT_FD_BASE:
+            index = (fd - DISTINCT_FD_BASE) // FDS_PER_HOST
+            hosts = list(net.hosts.values())
+            if index < len(hosts):
+                host = hosts[index]
+                if fd in host.fds:
+                    return host
+        raise FencedError(
+            f"selector.register({fd}): fd {fd} is not a simulated socket -- a real file or pipe "
+            "cannot be watched inside a simnet.aio simulation"
+        )
+
+    def _epoll_for(self, host: Host) -> Epoll:
+        ep = self._epolls.get(host.ip)
+        if ep is None or ep.closed:
+            ep = host.epoll()
+            self._epolls[host.ip] = ep
+            self._epoll_list = [e for e in self._epolls.values() if not e.closed]
+        return ep
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        key = super().register(fileobj, events, data)
+        mask = (EPOLLIN if events & EVENT_READ else 0) | (EPOLLOUT if events & EVENT_WRITE else 0)
+        try:
+            self._epoll_for(self._host_of(key.fd)).register(key.fd, mask)
+        except BaseException:
+            super().unregister(fileobj)
+            raise
+        return key
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        key = super().unregister(fileobj)
+        try:
+            host = self._host_of(key.fd)
+        except FencedError:
+            return key  # the fd was closed (or its host crashed): its registration went with it
+        ep = self._epolls.get(host.ip)
+        if ep is not None and not ep.closed:
+            try:
+                ep.unregister(key.fd)
+            except OSError:
+                pass  # closed and reused: epoll dropped it at the last close, as Linux
+        return key
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        fd = self._fileobj_lookup(fileobj)
+        key = self._fd_to_key.get(fd)
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        if events != key.events:
+            mask = (EPOLLIN if events & EVENT_READ else 0) | (EPOLLOUT if events & EVENT_WRITE else 0)
+            self._epoll_for(self._host_of(fd)).modify(fd, mask)
+            key = key._replace(events=events, data=data)
+            self._fd_to_key[fd] = key
+        elif data != key.data:
+            key = key._replace(data=data)
+            self._fd_to_key[fd] = key
+        return key
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None:
+            timeout_ns: int | None = None
+        elif timeout <= 0:
+            timeout_ns = 0
+        else:
+            # To the nearest ns: the loop runs every timer due within its clock resolution (1 ns)
+            # of now, so waking a fraction of a ns early still fires the timer it waited for.
+            timeout_ns = round(timeout * NS_PER_S)
+        epolls = self._epoll_list
+        self._net.wait_any(epolls, timeout_ns)
+        ready: list[tuple[selectors.SelectorKey, int]] = []
+        fd_to_key = self._fd_to_key
+        for ep in epolls:
+            if not ep.ready:
+                continue
+            for fd, event in ep.collect(1 << 30):
+                events = 0
+                # EpollSelector's mapping: ERR and HUP wake both directions.
+                if event & ~EPOLLIN:
+                    events |= EVENT_WRITE
+                if event & ~EPOLLOUT:
+                    events |= EVENT_READ
+                key = fd_to_key.get(fd)
+                if key is not None:
+                    ready.append((key, events & key.events))
+        rng = self._world.schedule_rng
+        if rng is not None and len(ready) > 1:
+            rng.shuffle(ready)  # what the real world leaves open: which ready socket comes first
+        return ready
+
+    def close(self) -> None:
+        for ep in self._epolls.values():
+            ep.close()
+        self._epolls.clear()
+        self._epoll_list = []
+        super().close()
+
+
+class SimEventLoop(asyncio.SelectorEventLoop):
+    """asyncio's selector event loop on the simulated kernel (see the module docstring)."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self._owner_thread = threading.get_ident()
+        super().__init__(SimSelector(world))
+        self._clock_resolution = 1e-9
+
+    @property
+    def world(self) -> World:
+        return self._world
+
+    def run_forever(self) -> None:
+        FENCE.enter(self._world)
+        try:
+            super().run_forever()
+        finally:
+            FENCE.exit()
+
+    def time(self) -> float:
+        return self._world.net.env._now / NS_PER_S
+
+    # -- no self-pipe: nothing real is opened -------------------------------------------------------
+
+    def _make_self_pipe(self) -> None:
+        self._ssock = None
+        self._csock = None
+
+    def _close_self_pipe(self) -> None:
+        pass
+
+    def _write_to_self(self) -> None:
+        pass
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:
+        if threading.get_ident() != self._owner_thread:
+            raise FencedError(
+                "loop.call_soon_threadsafe() from another thread: real threads are outside the "
+                "simulation (its clock and its order would depend on the machine)"
+            )
+        return self.call_soon(callback, *args, context=context)
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+        # A simulated process receives no signals; the handler is kept and never called.
+        self._check_closed()
+        self._signal_handlers[sig] = asyncio.Handle(callback, args, self, None)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        return self._signal_handlers.pop(sig, None) is not None
+
+    # -- schedule exploration ---------------------------------------------------------------------
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.TimerHandle:
+        rng = self._world.schedule_rng
+        if rng is not None:
+            # Timers due at the same instant fire in an order drawn from the seed: nudge each by
+            # under the clock's resolution, so when it fires is unchanged, only the tie order.
+            when = when + rng.random() * 0.5e-9
+        return super().call_at(when, callback, *args, context=context)
+
+    # -- the world's services -----------------------------------------------------------------------
+
+    async def getaddrinfo(
+        self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> list[tuple[Any, Any, int, str, tuple[str, int]]]:
+        return self._world.getaddrinfo(host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr: tuple[str, int], flags: int = 0) -> tuple[str, str]:
+        return self._world.getnameinfo(sockaddr, flags)
+
+    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Runs `func` in the loop's thread at the next turn of the loop: deterministic, and a
+        blocking call in it on a simulated socket blocks the program while the network runs on,
+        as it would block a real worker thread."""
+        self._check_closed()
+        future: asyncio.Future[Any] = self.create_future()
+
+        def run() -> None:
+            if future.cancelled():
+                return
+            try:
+                result = func(*args)
+            except BaseException as exc:  # noqa: BLE001 -- delivered to the awaiting task
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self.call_soon(run)
+        return future
+
+    def set_default_executor(self, executor: Any) -> None:
+        self._default_executor = executor  # never used: run_in_executor runs in the loop
+
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        return None
+
+    async def subprocess_exec(self, *args: Any, **kwargs: Any) -> Any:
+        raise FencedError(f"loop.subprocess_exec{args[1:2]!r}: subprocesses are outside the simulation")
+
+    async def subprocess_shell(self, *args: Any, **kwargs: Any) -> Any:
+        raise FencedError(f"loop.subprocess_shell{args[1:2]!r}: subprocesses are outside the simulation")
+
+    async def create_unix_server(self, *args: Any, **kwargs: Any) -> Any:
+        raise FencedError("loop.create_unix_server(): simnet models TCP over IPv4; AF_UNIX is a real file")
+
+    async def create_unix_connection(self, *args: Any, **kwargs: Any) -> Any:
+        raise FencedError("loop.create_unix_connection(): simnet models TCP over IPv4; AF_UNIX is a real file")
+
+    async def connect_read_pipe(self, protocol_factory: Any, pipe: Any) -> Any:
+        raise FencedError(f"loop.connect_read_pipe({pipe!r}): pipes are real files, outside the simulation")
+
+    async def connect_write_pipe(self, protocol_factory: Any, pipe: Any) -> Any:
+        raise FencedError(f"loop.connect_write_pipe({pipe!r}): pipes are real files, outside the simulation")
+
+    async def create_datagram_endpoint(self, *args: Any, **kwargs: Any) -> Any:
+        raise FencedError("loop.create_datagram_endpoint(): simnet models TCP only (no UDP)")
+
+    async def _sock_sendfile_native(self, sock: Any, file: Any, offset: int, count: int | None) -> Any:
+        # os.sendfile needs a real socket fd: asyncio falls back to reading and sending.
+        raise asyncio.exceptions.SendfileNotAvailableError("simulated sockets send files through the buffers")
