@@ -6,12 +6,18 @@ Fixtures:
     simnet_network   a fresh `simnet.Network(seed=simnet_seed)`, its RNG registered with
                      hypothesis; options for it come from `@pytest.mark.simnet(latency=...)`
 
+An `async def` test marked `@pytest.mark.simnet(seed=..., loss=..., ...)` runs on the
+simulated event loop (`simnet.aio.run`, with the marker's options); its seed is the marker's,
+else `--simnet-seed`, else derived from the test id. `--simnet-seeds 0-99` (or `3,5,8`) runs
+each such test once per seed. pytest-asyncio (strict mode) leaves these tests to this plugin.
+
 When a test that used them fails, the report gets a "simnet" section with the seed, the
 network's configuration, and the one command that reruns exactly that test with that seed.
 """
 
 from __future__ import annotations
 
+import inspect
 import shlex
 import zlib
 from collections.abc import Generator
@@ -31,17 +37,90 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="seed for every simnet_seed / simnet_network fixture (default: derived from the test id)",
     )
+    group.addoption(
+        "--simnet-seeds",
+        default=None,
+        metavar="SEEDS",
+        help="run each @pytest.mark.simnet async test once per seed: a range 0-99, or a list 1,5,9",
+    )
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0-99` -> 0..99; `1,5,9` -> those; `0-9,20` -> both kinds. ValueError with the bad part."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part.lstrip("-"):
+                low, high = part.split("-", 1)
+                first, last = int(low), int(high)
+                if last < first:
+                    raise ValueError
+                seeds.extend(range(first, last + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise ValueError(f"--simnet-seeds: {part!r} is not a seed or a range like 0-99") from None
+    return seeds
+
+
+def _is_simulated_test(function: Any, marker: Any) -> bool:
+    return marker is not None and inspect.iscoroutinefunction(function)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    text = metafunc.config.getoption("--simnet-seeds")
+    marker = metafunc.definition.get_closest_marker("simnet")
+    if text is None or not _is_simulated_test(metafunc.function, marker):
+        return
+    try:
+        seeds = parse_seeds(text)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if "simnet_seed" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("simnet_seed")
+    metafunc.parametrize("simnet_seed", seeds, indirect=True, ids=[f"seed={seed}" for seed in seeds])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    marker = pyfuncitem.get_closest_marker("simnet")
+    if not _is_simulated_test(pyfuncitem.obj, marker):
+        return None
+    import simnet.aio
+
+    options = dict(marker.kwargs)  # type: ignore[union-attr]
+    seed = options.pop("seed", None)
+    if "simnet_seed" in pyfuncitem.funcargs:
+        seed = pyfuncitem.funcargs["simnet_seed"]
+    elif seed is None:
+        seed = _seed_for(pyfuncitem.config, pyfuncitem.nodeid)
+    pyfuncitem.stash[_SEED_KEY] = seed
+    pyfuncitem.stash[_CONFIG_KEY] = options
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    simnet.aio.run(pyfuncitem.obj(**kwargs), seed=seed, **options)
+    return True
+
+
+def _seed_for(config: pytest.Config, nodeid: str) -> int:
+    given = config.getoption("--simnet-seed")
+    # crc32 of the node id: stable across runs, machines and PYTHONHASHSEED (hash() is not).
+    return int(given) if given is not None else zlib.crc32(nodeid.encode())
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "simnet(**options): keyword options for the simnet_network fixture's Network")
+    config.addinivalue_line(
+        "markers",
+        "simnet(**options): options for the simnet_network fixture's Network; on an async def test, "
+        "runs it on simnet.aio's simulated loop with these simnet.aio.run options",
+    )
 
 
 @pytest.fixture
 def simnet_seed(request: pytest.FixtureRequest) -> int:
-    given = request.config.getoption("--simnet-seed")
-    # crc32 of the node id: stable across runs, machines and PYTHONHASHSEED (hash() is not).
-    seed = int(given) if given is not None else zlib.crc32(request.node.nodeid.encode())
+    param = getattr(request, "param", None)  # --simnet-seeds parametrises this fixture
+    seed = param if param is not None else _seed_for(request.config, request.node.nodeid)
     request.node.stash[_SEED_KEY] = seed
     return seed
 

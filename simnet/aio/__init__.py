@@ -182,9 +182,8 @@ def _crashed(loop: SimEventLoop, host: Any) -> None:
 
 
 def _task_host(task: asyncio.Task[Any]) -> Any:
-    get_context = getattr(task, "get_context", None)  # 3.12+
-    context = get_context() if get_context is not None else getattr(task, "_context", None)
-    return None if context is None else context.get(current_host)
+    loop = task.get_loop()
+    return loop.task_host(task) if isinstance(loop, SimEventLoop) else None
 
 
 def _tasks_on(loop: SimEventLoop, host: Any) -> list[asyncio.Task[Any]]:
@@ -265,7 +264,11 @@ def run(
     else:
         main.close()
         raise RuntimeError("simnet.aio.run() cannot be called from a running event loop")
-    loop = new_event_loop(seed=seed, **options)
+    try:
+        loop = new_event_loop(seed=seed, **options)
+    except BaseException:
+        main.close()  # never started: no "coroutine was never awaited" warning on top
+        raise
     if debug is not None:
         loop.set_debug(debug)
     try:
@@ -350,6 +353,19 @@ def _cancel_all_tasks(loop: SimEventLoop) -> None:
         return
     for task in to_cancel:
         task.cancel()
+    # Python 3.11's start_server callback asks a cancelled handler task for its exception and
+    # logs the CancelledError it gets: noise about the shutdown itself, not about the program.
+    previous = loop.get_exception_handler()
+
+    def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet)
     try:
         loop.run_until_complete(asyncio.gather(*to_cancel, return_exceptions=True))
     except SimulationDeadlock:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import selectors
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from simnet.aio.fence import FENCE
-from simnet.aio.world import World
+from simnet.aio.world import World, current_host
 from simnet.kernel.network import DISTINCT_FD_BASE, FDS_PER_HOST, NS_PER_S
 
 if TYPE_CHECKING:
@@ -158,12 +159,26 @@ class SimEventLoop(asyncio.SelectorEventLoop):
     def __init__(self, world: World) -> None:
         self._world = world
         self._owner_thread = threading.get_ident()
+        self._task_hosts: weakref.WeakKeyDictionary[asyncio.Task[Any], Host] = weakref.WeakKeyDictionary()
         super().__init__(SimSelector(world))
         self._clock_resolution = 1e-9
 
     @property
     def world(self) -> World:
         return self._world
+
+    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> asyncio.Task[Any]:
+        task = super().create_task(coro, name=name, context=context)
+        # Which host the task runs on, from the context it was made with (Python 3.11's C Task
+        # does not show its context); looked up only, never iterated.
+        host = current_host.get() if context is None else context.get(current_host)
+        if host is not None:
+            self._task_hosts[task] = host
+        return task
+
+    def task_host(self, task: asyncio.Task[Any]) -> Host | None:
+        """The simulated host `task` runs on (None: host "main")."""
+        return self._task_hosts.get(task)
 
     def run_forever(self) -> None:
         FENCE.enter(self._world)

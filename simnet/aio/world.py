@@ -48,6 +48,7 @@ class World:
         self.seeded_random = True
         self.random_seed = f"simnet.aio {seed}"
         self.entropy = random.Random(f"simnet.aio urandom {seed}")
+        self.address(MAIN_HOST)  # the first host, so that its address never depends on others
 
     def bind(self, net: Network) -> None:
         """The network the hosts live on; names given out before it existed get their hosts."""
