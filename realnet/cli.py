@@ -18,6 +18,7 @@ import shlex
 import sys
 from typing import Any, NoReturn
 
+from simnet import units
 from simnet.server.config import KiB, SECOND, ServerConfig
 
 USAGE_EXIT = 2
@@ -34,48 +35,38 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
+# Durations and sizes are read by simnet/units.py, as `simnet run` reads them: a bare number of
+# seconds as before, or 5ms, 1.5s; 65536, 64k, 64KiB, 1m. Sizes here are all positive.
+
+
 def _seconds_or_off(text: str) -> int | None:
-    """A timeout in seconds (fractions allowed) as integer ns; "off" disables it."""
-    if text.lower() in ("off", "none"):
+    """A positive timeout (`5`, `1.5s`, `500ms`) as integer ns; "off" disables it."""
+    if units.is_off(text):
         return None
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds or 'off', not {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds or 'off', not {text!r}")
-    return round(value * SECOND)
+        return units.parse_duration_ns(text, positive=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or 'off')") from None
 
 
 def _seconds(text: str) -> int:
+    """A duration >= 0 (`5`, `1.5s`, `500ms`) as integer ns."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
-    return round(value * SECOND)
+        return units.parse_duration_ns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _size_or_off(text: str) -> int | None:
-    return None if text.strip().lower() == "off" else _size(text)
+    return None if units.is_off(text) else _size(text)
 
 
 def _size(text: str) -> int:
-    """A byte count: 4096, 64k, 1m (binary multiples)."""
-    t = text.strip().lower()
-    scale = 1
-    for suffix, mult in (("kib", KiB), ("mib", KiB * KiB), ("k", KiB), ("m", KiB * KiB)):
-        if t.endswith(suffix):
-            t, scale = t[: -len(suffix)], mult
-            break
+    """A positive byte count: 4096, 64k, 64KiB, 1m (binary multiples)."""
     try:
-        value = int(t) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a byte count such as 65536 or 64k, not {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive byte count, not {text!r}")
-    return value
+        return units.parse_size(text, positive=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _count(text: str) -> int:

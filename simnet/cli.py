@@ -13,7 +13,6 @@ never a traceback).
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import sys
 import time
@@ -21,31 +20,40 @@ from typing import Any
 
 import attrs
 
+from simnet import units
 from simnet.trace.commands import EXIT_BAD_INPUT, add_replay_parser, add_show_parser, cmd_replay, cmd_show
 
-_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-_SIZES = {"": 1, "k": 1024, "m": 1024 * 1024}
+# Durations and sizes are read by simnet/units.py, as realnet serve reads them. A size is positive
+# (a buffer, a cap, a limit, a rate of 0 bytes means nothing), except a payload's, which may be empty.
 
 
 def duration(text: str) -> float:
     """`1ms`, `250us`, `0.5s`, `2` (seconds) -> seconds."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|ms|us|ns)?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 1ms, 250us, 0.5s)")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    try:
+        return units.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def size(text: str) -> int:
-    """`4096`, `64k`, `64KiB`, `1m` -> bytes (binary multiples; realnet serve reads them alike)."""
-    match = re.fullmatch(r"\s*([0-9]+)\s*(?:([kKmM])(?:[iI][bB])?)?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (try 4096, 64k, 1m)")
-    return int(match.group(1)) * _SIZES[(match.group(2) or "").lower()]
+    """`4096`, `64k`, `64KiB`, `1m` -> a positive number of bytes (binary multiples)."""
+    try:
+        return units.parse_size(text, positive=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def payload_size(text: str) -> int:
+    """As `size`, but 0 is allowed: an empty echo payload, /bytes/0."""
+    try:
+        return units.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def timeout(text: str) -> float | str:
     """A duration as for `duration`, or "off" (kept as the word, so a reproduce line can repeat it)."""
-    if text.strip().lower() in ("off", "none"):
+    if units.is_off(text):
         return "off"
     value = duration(text)
     if value <= 0:
@@ -73,8 +81,8 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", type=int, help="requests in flight per connection")
     p.add_argument("--arrival-window", type=duration, help="clients arrive (Poisson) within it")
     p.add_argument("--think-time", type=duration, help="mean pause between request batches")
-    p.add_argument("--request-size", type=size, help="echo payload / POST body size")
-    p.add_argument("--response-size", type=size, help="mean /bytes/N size (http)")
+    p.add_argument("--request-size", type=payload_size, help="echo payload / POST body size")
+    p.add_argument("--response-size", type=payload_size, help="mean /bytes/N size (http)")
     p.add_argument("--slow-readers", type=fraction, help="share of clients reading slowly")
     p.add_argument("--read-rate", type=size, help="a slow reader's bytes per second")
     p.add_argument("--early-closers", type=fraction, help="share closing before their responses")

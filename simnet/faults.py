@@ -22,6 +22,8 @@ from typing import Any
 
 import attrs
 
+from simnet.units import parse_duration
+
 DISTRIBUTIONS = {
     # name -> the parameters it takes (seconds); each draw is clamped at 0.
     "none": (),
@@ -284,7 +286,7 @@ def parse_jitter(value: Any, where: str = "jitter") -> Jitter:
             return value
         if isinstance(value, str):
             name, *rest = value.split(":")
-            return Jitter(distribution=name, params=tuple(_seconds(p) for p in rest))
+            return Jitter(distribution=name, params=tuple(parse_duration(p) for p in rest))
         if isinstance(value, list) and value and isinstance(value[0], str):
             return Jitter(distribution=value[0], params=tuple(value[1:]))
         if isinstance(value, dict):
@@ -293,15 +295,6 @@ def parse_jitter(value: Any, where: str = "jitter") -> Jitter:
         message = str(exc)
         raise ValueError(f"{where}: {message.removeprefix('jitter: ')}") from None
     raise ValueError(f"{where}: expected [\"distribution\", params...], not {value!r}")
-
-
-def _seconds(text: str) -> float:
-    units = (("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("s", 1.0))
-    text = text.strip()
-    for suffix, scale in units:
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * scale
-    return float(text)
 
 
 def load_schedule(path: str | Path) -> FaultSchedule:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import errno
 import os
-import re
 import socket
 import struct
 from collections.abc import Iterable
@@ -30,6 +29,7 @@ import attrs
 from simnet.server import syscalls as sc
 from simnet.trace.codec import Record, TraceError, TraceHeader
 from simnet.trace.reader import read_trace, source_name
+from simnet.units import parse_duration_ns
 
 NS = 1_000_000_000
 CLIENT_RECV_SIZE = 65536
@@ -293,22 +293,8 @@ def extract_clients(
 # Durations on the command line
 # ------------------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|ms|us|µs|ns)?\s*\Z")
-_UNIT_NS = {None: NS, "s": NS, "ms": 1_000_000, "us": 1_000, "µs": 1_000, "ns": 1}
-
-
-def parse_duration(text: str) -> int:
-    """`1ms`, `250us`, `0.5s`, `2ns` (a bare number is seconds) -> integer ns; ValueError otherwise."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration: expected a number with s, ms, us or ns, e.g. 1ms")
-    number, unit = match.groups()
-    scale = _UNIT_NS[unit]
-    if "." in number:
-        whole, _, frac = number.partition(".")
-        frac = (frac + "0" * 9)[:9]
-        return (int(whole or "0") * NS + int(frac)) * scale // NS
-    return int(number) * scale
+# `1ms`, `250us`, `0.5s`, `2ns` (a bare number is seconds) -> integer ns, as every command reads them.
+parse_duration = parse_duration_ns
 
 
 def _latency_ns(latency: float | str | None) -> int:

@@ -138,17 +138,25 @@ def _sim_option_given(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _int_option(name: str, text: str | None, *, positive: bool) -> int | None:
+def _int_option(name: str, text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        value = int(text, 10)
+        return int(text, 10)
     except ValueError:
-        value = None
-    if value is None or (positive and value <= 0):
-        what = "a positive number of bytes" if positive else "an integer"
-        raise ValueError(f"--{name} {text!r}: expected {what}")
-    return value
+        raise ValueError(f"--{name} {text!r}: expected an integer") from None
+
+
+def _size_option(name: str, text: str | None) -> int | None:
+    """A positive size, as every command reads one (4096, 64k, 64KiB: simnet/units.py)."""
+    if text is None:
+        return None
+    from simnet.units import parse_size
+
+    try:
+        return parse_size(text, positive=True)
+    except ValueError:
+        raise ValueError(f"--{name} {text!r}: expected a positive number of bytes, e.g. 4096 or 64k") from None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -184,18 +192,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_resim(args: argparse.Namespace) -> int:
     """`simnet replay --sim`: re-simulate, print one line per connection and a total."""
-    from simnet.resim import parse_duration, resimulate
+    from simnet.resim import resimulate
+    from simnet.units import parse_duration_ns
 
     if args.machine:
         return _bad_input(
             "simnet replay: --machine cannot be combined with --sim (it builds the app from the header)"
         )
     try:
-        seed = _int_option("seed", args.seed, positive=False)
-        rcvbuf = _int_option("rcvbuf", args.rcvbuf, positive=True)
-        sndbuf = _int_option("sndbuf", args.sndbuf, positive=True)
+        seed = _int_option("seed", args.seed)
+        rcvbuf = _size_option("rcvbuf", args.rcvbuf)
+        sndbuf = _size_option("sndbuf", args.sndbuf)
         try:
-            latency = None if args.latency is None else parse_duration(args.latency)
+            latency = None if args.latency is None else parse_duration_ns(args.latency)
         except ValueError as exc:
             raise ValueError(f"--latency {exc}") from None
         del latency  # checked here for a one-line message; resimulate parses the same text

@@ -167,7 +167,7 @@ def test_the_same_seed_gives_a_byte_identical_trace(http_trace: Path, tmp_path: 
     # ... whatever the hash seed of the process.
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     proc = subprocess.run(
-        [sys.executable, "-m", "simnet.trace", *args, "--trace", str(c)],
+        [sys.executable, "-c", "import sys; from simnet.cli import main; sys.exit(main())", *args, "--trace", str(c)],
         env=env,
         cwd=ROOT,
         capture_output=True,
