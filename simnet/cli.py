@@ -226,7 +226,41 @@ def _add_run_parser(subparsers: Any) -> None:
     p.add_argument("--seed", type=int)
     _add_scenario_options(p)
     p.add_argument("--trace", metavar="OUT.jsonl", default=None, help="write the server's syscall trace")
+    p.add_argument("--pcap", metavar="OUT.pcap", default=None,
+                   help="write every segment on the simulated wire as pcap, for Wireshark (docs/pcap.md)")
+    p.add_argument("--plot", metavar="DIR", default=None,
+                   help="write PNGs to DIR: a sequence diagram per chosen connection and the socket queues over time")
+    p.add_argument("--plot-conn", metavar="N", type=int, action="append", default=None,
+                   help="the connection to draw (1 = the first connection made; repeatable; default: the first 3)")
     p.set_defaults(func=cmd_run)
+
+
+def _check_outputs(args: argparse.Namespace) -> str | None:
+    """Open --pcap and make --plot's directory before the run starts, so that a bad path costs
+    nothing: the error as one line (`--pcap /x/y.pcap: No such file or directory`), else None.
+    The opened pcap file is left in args.pcap_file."""
+    import os
+
+    args.pcap_file = None
+    if getattr(args, "pcap", None):
+        try:
+            args.pcap_file = open(args.pcap, "wb", buffering=1 << 20)  # noqa: SIM115 (closed after the run)
+        except OSError as exc:
+            return f"--pcap {args.pcap}: {exc.strerror or exc}"
+    if getattr(args, "plot", None):
+        try:
+            os.makedirs(args.plot, exist_ok=True)
+            if not os.access(args.plot, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            if args.pcap_file is not None:
+                args.pcap_file.close()
+            return f"--plot {args.plot}: {exc.strerror or exc}"
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return "--plot needs matplotlib: pip install 'simnet[plot]'"
+    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -238,12 +272,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"simnet run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    problem = _check_outputs(args)
+    if problem is not None:
+        print(f"simnet run: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    recorder = None
+    if args.plot:
+        from simnet.plot import RunRecorder
+
+        recorder = RunRecorder()
     started = time.perf_counter()
     try:
-        summary = simulate(config, trace=args.trace)
+        summary = simulate(
+            config, trace=args.trace, pcap=args.pcap_file, observe=None if recorder is None else recorder.attach
+        )
     except OSError as exc:  # the trace file could not be written
         print(f"simnet run: {args.trace}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        if args.pcap_file is not None:
+            args.pcap_file.close()
     wall = time.perf_counter() - started
     for line in summary.lines():
         print(line)
@@ -252,6 +300,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"events per second    {summary.events / wall:,.0f}" if wall else "")
     if args.trace:
         print(f"trace                {args.trace} (simnet replay {shlex.quote(args.trace)})")
+    if args.pcap:
+        print(f"pcap                 {args.pcap} (wireshark {shlex.quote(args.pcap)})")
+    if recorder is not None:
+        written = recorder.write_pngs(args.plot, conns=args.plot_conn)
+        print(f"plots                {', '.join(written)}")
     if summary.ok:
         print(f"result               ok (seed {summary.seed})")
         return 0

@@ -245,11 +245,17 @@ def simulate(
     on_syscall: Callable[[sc.Syscall, sc.Result], None] | None = None,
     machine_factory: Callable[[ServerConfig, Any], Any] = ServerMachine,
     trace: str | os.PathLike[str] | IO[bytes] | None = None,
+    pcap: str | os.PathLike[str] | IO[bytes] | None = None,
+    observe: Callable[[Network], None] | None = None,
 ) -> RunSummary:
     """Run `config` to the end. With `trace` (a path or a binary file), the server's syscalls are
-    recorded there as a trace that `simnet replay` replays exactly."""
+    recorded there as a trace that `simnet replay` replays exactly; with `pcap`, every segment
+    goes there as a capture for Wireshark (Network.capture). `observe(net)` is called on the
+    new network before anything runs, to attach hooks (simnet.plot's recorder, say)."""
     faults = _resolve_faults(config.faults)
-    net = Network(seed=config.seed, latency=config.latency, faults=faults)
+    net = Network(seed=config.seed, latency=config.latency, faults=faults, pcap=pcap)
+    if observe is not None:
+        observe(net)
     rng = net.rng
     server_host = net.host(SERVER_IP)
     workload = config.workload
@@ -313,6 +319,7 @@ def simulate(
         finished = driver.finished
     if writer is not None:
         writer.close()
+    net.stop_capture()
     open_fds = len(server_host.fds)
     clients = attrs.asdict(stats)
     if faults is not None:

@@ -23,8 +23,9 @@ import gc
 import hashlib
 import heapq
 import ipaddress
+import os
 import random
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Generator, Iterable, Sequence
 
 import attrs
 import simpy
@@ -35,6 +36,8 @@ from simnet.kernel.segment import RST, Address, LoggedSegment, Segment, format_f
 if TYPE_CHECKING:
     from simnet.faults import FaultSchedule, Hold, LinkFaults
     from simnet.kernel.epoll import Epoll
+    from simnet.kernel.pcap import PcapWriter
+    from simnet.kernel.tcp import TcpSocket
 
 NS_PER_S = 1_000_000_000
 # Young-generation GC threshold while Network.run runs (see there); CPython's default is 700.
@@ -114,6 +117,7 @@ class Network:
         log_segments: bool = False,
         faults: FaultSchedule | None = None,
         distinct_fds: bool = False,
+        pcap: str | os.PathLike[str] | IO[bytes] | None = None,
     ) -> None:
         self.seed = seed
         # Each host numbers its fds from 3 as a process does; with distinct_fds every host gets
@@ -148,6 +152,17 @@ class Network:
         self.fault_rng: random.Random | None = None
         if faults is not None and not faults.empty:
             self._install_faults(faults)
+        # The capture hook (Network.capture): called with (now_ns, segment) for every segment put
+        # on the wire; None when off, so transmit pays one test. A pcap writer, a plot's
+        # recorder, or several fanned out (Network.add_tap).
+        self.tap: Callable[[int, Segment], None] | None = None
+        self._taps: list[Callable[[int, Segment], None]] = []
+        self.pcap: PcapWriter | None = None
+        # The queue observer (Network.watch_queues): called with a socket after its receive
+        # queue, send queue or accept queue changed size; None when off (one test per change).
+        self.queue_watch: Callable[[TcpSocket], None] | None = None
+        if pcap is not None:
+            self.capture(pcap)
 
     # -- topology -----------------------------------------------------------------------------
 
@@ -378,6 +393,10 @@ class Network:
     def transmit(self, src_host: Host, seg: Segment) -> None:
         """Put a segment on the wire from src_host towards seg.dst."""
         self.counters["segments"] += 1
+        if self.tap is not None:
+            # Captured before faults decide, as on the sender's interface: a lost segment is in
+            # the capture, and so is its retransmission.
+            self.tap(self.env._now, seg)
         if self.log_segments:
             self.log(seg, "sent")
         dst_ip = seg.dst[0]
@@ -515,6 +534,8 @@ class Network:
         for target in targets:
             rst = Segment(target.remote, target.local, RST, target.rcv_nxt, 0, 0)  # type: ignore[arg-type]
             self.counters["rsts_injected"] += 1
+            if self.tap is not None:
+                self.tap(self.env._now, rst)  # a middlebox's RST crosses the wire too
             if self.log_segments:
                 self.log(rst, "injected")
             target.host.receive(rst)
@@ -560,6 +581,69 @@ class Network:
                 host.receive(seg)
         finally:
             self._draining = False
+
+    # -- capture and observation hooks ----------------------------------------------------------
+
+    def capture(self, target: str | os.PathLike[str] | IO[bytes]) -> PcapWriter:
+        """Write every segment from now on to `target` (a path or a binary file) as pcap for
+        Wireshark (simnet/kernel/pcap.py says what the headers hold). Returns the writer;
+        stop_capture() flushes it and closes a file it opened. OSError if the path cannot be
+        opened, before anything is captured."""
+        from simnet.kernel.pcap import PcapWriter, window_shift_for
+
+        if self.pcap is not None:
+            raise RuntimeError(f"already capturing to {self.pcap.name}")
+        sysctl = self.sysctl
+        # The largest window a socket can advertise: 3/4 of the largest SO_RCVBUF (setsockopt
+        # doubles up to rmem_max; the default is tcp_rmem[1]). Linux picks its window scale from
+        # its largest buffer the same way (tcp_select_initial_window).
+        max_window = max(sysctl.tcp_rmem[1], sysctl.rmem_max * 2) * 3 // 4
+        writer = PcapWriter(
+            target,
+            window_shift=window_shift_for(max_window),
+            syn_mss=lambda src, dst: min(self.path(src, dst).mtu, 65535) - 40,
+        )
+        self.pcap = writer
+        self.add_tap(writer.write)
+        return writer
+
+    def stop_capture(self) -> None:
+        """End capture(): flush the pcap file and close it if capture() opened it."""
+        writer = self.pcap
+        if writer is None:
+            return
+        self.pcap = None
+        self.remove_tap(writer.write)
+        writer.close()
+
+    def add_tap(self, tap: Callable[[int, Segment], None]) -> None:
+        """Call `tap(now_ns, segment)` for every segment put on the wire (and every injected RST)."""
+        self._taps.append(tap)
+        self._set_tap()
+
+    def remove_tap(self, tap: Callable[[int, Segment], None]) -> None:
+        self._taps.remove(tap)
+        self._set_tap()
+
+    def _set_tap(self) -> None:
+        taps = tuple(self._taps)
+        if not taps:
+            self.tap = None
+        elif len(taps) == 1:
+            self.tap = taps[0]
+        else:
+
+            def fan_out(now_ns: int, seg: Segment) -> None:
+                for tap in taps:
+                    tap(now_ns, seg)
+
+            self.tap = fan_out
+
+    def watch_queues(self, watch: Callable[[TcpSocket], None] | None) -> None:
+        """Call `watch(sock)` whenever a socket's receive, send or accept queue changes size
+        (None: stop). The kernel's own counters, at each change: len(sock.rcvq), len(sock.sndq),
+        len(sock.accept_queue)."""
+        self.queue_watch = watch
 
     def log(self, seg: Segment, event: str) -> None:
         self.segment_log.append(
