@@ -136,13 +136,14 @@ def new_event_loop(
         raise ValueError(f"schedule: 'explore' or 'fixed', not {schedule!r}")
     sysctl = sysctl or Sysctl()
     if rcvbuf is not None or sndbuf is not None:
-        # A socket's buffers start at tcp_rmem[1]/tcp_wmem[1]: set the default, as a sysctl would.
+        # Every socket's buffer as `sysctl net.ipv4.tcp_rmem="N N N"` would make it: starting
+        # at N and never autotuned beyond it (the program's own SO_RCVBUF still applies).
         import attrs
 
         if rcvbuf is not None:
-            sysctl = attrs.evolve(sysctl, tcp_rmem=(sysctl.tcp_rmem[0], rcvbuf, max(rcvbuf, sysctl.tcp_rmem[2])))
+            sysctl = attrs.evolve(sysctl, tcp_rmem=(min(sysctl.tcp_rmem[0], rcvbuf), rcvbuf, rcvbuf))
         if sndbuf is not None:
-            sysctl = attrs.evolve(sysctl, tcp_wmem=(sysctl.tcp_wmem[0], sndbuf, max(sndbuf, sysctl.tcp_wmem[2])))
+            sysctl = attrs.evolve(sysctl, tcp_wmem=(min(sysctl.tcp_wmem[0], sndbuf), sndbuf, sndbuf))
     # The faults name hosts, so the world (names -> addresses) exists before the network does;
     # it is given its network right after.
     schedule_rng = None if schedule == "fixed" else random.Random(f"simnet.aio schedule {seed}")
