@@ -35,6 +35,11 @@ class ServerConfig:
     256 KiB trace record per EPOLLOUT; 64 KiB is about what one loopback segment carries. A trace
     header from before this field was recorded offering everything: see `from_recorded`.
 
+    Start: `listener_armed_at_add` registers the listener with EPOLLIN in its EPOLL_CTL_ADD and
+    accepts only once epoll reports it. Before this field the machine added it with mask 0, then
+    MODded it to EPOLLIN and tried an Accept before its first wait -- two syscalls per start for
+    nothing (the Accept said EAGAIN). False keeps that opening for traces recorded then.
+
     Fairness: `io_budget` syscalls per connection and `accept_budget` accepts between two
     EpollWaits, so that one fast peer or a connect flood cannot starve the others; work left over
     is taken up after an EpollWait with timeout 0. `turn_budget_ns`: a turn of Sends and Recvs
@@ -80,6 +85,7 @@ class ServerConfig:
     keepalive_timeout_ns: int | None = attrs.field(default=5 * SECOND, validator=_optional_positive)
     linger_timeout_ns: int | None = attrs.field(default=2 * SECOND, validator=_optional_positive)
     shutdown_grace_ns: int = attrs.field(default=5 * SECOND, validator=attrs.validators.ge(0))
+    listener_armed_at_add: bool = True
 
     @classmethod
     def from_recorded(cls, fields: Mapping[str, Any]) -> ServerConfig:
@@ -92,4 +98,4 @@ class ServerConfig:
 
 # Fields added to ServerConfig after traces were first recorded, with the value that reproduces
 # what the machine did before each existed.
-BEFORE_FIELD: dict[str, Any] = {"send_size": None}
+BEFORE_FIELD: dict[str, Any] = {"send_size": None, "listener_armed_at_add": False}

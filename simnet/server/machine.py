@@ -552,9 +552,18 @@ class ServerMachine:
         steps.append(lambda: sc.Listen(fd=self._lfd(), backlog=c.backlog))
         steps.append(lambda: sc.GetSockName(fd=self._lfd()))
         steps.append(lambda: sc.EpollCreate())
-        steps.append(
-            lambda: sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_ADD, fd=self._lfd(), mask=self._listener_want())
-        )
+        # The listener's interest is what it will be when running, so the ADD needs no MOD after
+        # it, and the first Accept waits for epoll to report a connection (ADD polls at once, so
+        # one queued already is reported by the first EpollWait: LINUX.md §4). A trace recorded
+        # before `listener_armed_at_add` opened with ADD 0 (we were not RUNNING yet), a MOD to
+        # EPOLLIN and an Accept that said EAGAIN: `_listener_want()` here replays that.
+        if c.listener_armed_at_add:
+            mask = sc.EPOLLIN | (sc.EPOLLET if c.edge_triggered else 0)
+            steps.append(lambda: sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_ADD, fd=self._lfd(), mask=mask))
+        else:
+            steps.append(
+                lambda: sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_ADD, fd=self._lfd(), mask=self._listener_want())
+            )
         return steps
 
     def _lfd(self) -> int:
