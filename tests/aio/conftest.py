@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from simnet.aio.fence import active_world
+
 _REAL_EVENTS = (
     "socket.__new__",
     "socket.bind",
@@ -29,8 +31,10 @@ _recorded: list[tuple[str, tuple[Any, ...]]] | None = None
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if _recorded is not None and event in _REAL_EVENTS:
-        _recorded.append((event, args))
+    # Only while a simulated loop runs: the test's own helpers (a subprocess that reruns a
+    # scenario, say) are not the simulated program.
+    if _recorded is not None and event in _REAL_EVENTS and active_world() is not None:
+        _recorded.append((event, args[:2]))
 
 
 sys.addaudithook(_audit)
