@@ -72,6 +72,31 @@ def _ones_complement_fold(total: int) -> int:
     return 0xFFFF - folded
 
 
+def _payload_sum(data: bytes, length: int) -> int:
+    """The payload's 16-bit big-endian words summed, mod 0xFFFF (a trailing odd byte padded).
+
+    This is most of what a capture costs (docs/benchmarks.md, "pcap"): int.from_bytes reads
+    the bytes at C speed, and `% 0xFFFF` divides digit by digit, which is the slow part. Cut
+    in four at even offsets, the quarters' sum is congruent to the whole (2**16 == 1 mod
+    0xFFFF, so a chunk's place value drops out) and is a quarter as long to divide: 1448
+    bytes cost 2.2 us instead of 2.8 us here."""
+    if length < 256:
+        value = int.from_bytes(data, "big")
+        return (value << 8 if length & 1 else value) % 0xFFFF
+    if length & 1:
+        data = data + b"\0"
+        length += 1
+    q = (length >> 2) & ~1
+    view = memoryview(data)
+    from_bytes = int.from_bytes
+    return (
+        from_bytes(view[:q], "big")
+        + from_bytes(view[q : 2 * q], "big")
+        + from_bytes(view[2 * q : 3 * q], "big")
+        + from_bytes(view[3 * q :], "big")
+    ) % 0xFFFF
+
+
 class PcapWriter:
     """Writes segments to a classic pcap file (path or binary file object), one call each.
 
@@ -144,26 +169,26 @@ class PcapWriter:
         total = tcp_sum + tcp_len + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16) + (ack & 0xFFFF)
         total += offset_flags + window + options_sum
         if length:
-            payload = int.from_bytes(data, "big")
-            total += (payload << 8 if length & 1 else payload) % 0xFFFF
-        tcp_checksum = _ones_complement_fold(total)
+            total += _payload_sum(data, length)
+        tcp_checksum = 0xFFFF - (total % 0xFFFF or 0xFFFF)  # _ones_complement_fold, inlined
         ip_len = 20 + tcp_len
         ip_id = self._ip_id
         self._ip_id = (ip_id + 1) & 0xFFFF
-        ip_checksum = _ones_complement_fold(ip_sum + ip_len + ip_id)
+        ip_checksum = 0xFFFF - ((ip_sum + ip_len + ip_id) % 0xFFFF or 0xFFFF)
         sec, nsec = divmod(time_ns, 1_000_000_000)
-        write = self._write
-        write(_RECORD.pack(sec, nsec, ip_len, ip_len))
+        # One write per packet: the concatenation copies the payload once, cheaper than two
+        # more calls into the buffered file.
         # fmt: off
-        write(_IP_TCP.pack(
-            0x45, 0, ip_len, ip_id, 0x4000, 64, 6, ip_checksum, src_ip, dst_ip,
-            seg.src[1], seg.dst[1], seq, ack, header_words << 4, flags, window, tcp_checksum, 0,
-        ))
+        self._write(
+            _RECORD.pack(sec, nsec, ip_len, ip_len)
+            + _IP_TCP.pack(
+                0x45, 0, ip_len, ip_id, 0x4000, 64, 6, ip_checksum, src_ip, dst_ip,
+                seg.src[1], seg.dst[1], seq, ack, header_words << 4, flags, window, tcp_checksum, 0,
+            )
+            + options
+            + data
+        )
         # fmt: on
-        if options:
-            write(options)
-        if length:
-            write(data)
         self.packets += 1
 
     def flush(self) -> None:
