@@ -177,7 +177,9 @@ def loop_factory(**options: Any) -> Callable[[], SimEventLoop]:
 
 def _crashed(loop: SimEventLoop, host: Any) -> None:
     """A simulated host crashed: its processes are gone, so its tasks end (cancelled, since
-    asyncio has no way to make a task vanish) and their fds are already gone with the host."""
+    asyncio has no way to make a task vanish) and its transports are aborted (their sockets
+    vanished with the host), so that no cleanup waits for a connection that no longer exists."""
+    loop.abort_transports_of(host)
     for task in _tasks_on(loop, host):
         task.cancel(msg=f"simnet: host {loop.world.name_of(host.ip)} crashed")
 
@@ -215,7 +217,9 @@ def spawn(coro: Coroutine[Any, Any, _T], *, host: str, name: str | None = None) 
     sim_host = loop.world.host(host)
     context = contextvars.copy_context()
     context.run(current_host.set, sim_host)
-    return loop.create_task(coro, name=name or f"{host}:{getattr(coro, '__qualname__', 'task')}", context=context)
+    task = loop.create_task(coro, name=name or f"{host}:{getattr(coro, '__qualname__', 'task')}", context=context)
+    loop.keep_alive(task)
+    return task
 
 
 def address(name: str) -> str:

@@ -159,6 +159,7 @@ class SimEventLoop(asyncio.SelectorEventLoop):
     def __init__(self, world: World) -> None:
         self._world = world
         self._owner_thread = threading.get_ident()
+        self._spawned: dict[asyncio.Task[Any], None] = {}  # membership only, never iterated
         self._task_hosts: weakref.WeakKeyDictionary[asyncio.Task[Any], Host] = weakref.WeakKeyDictionary()
         super().__init__(SimSelector(world))
         self._clock_resolution = 1e-9
@@ -175,6 +176,20 @@ class SimEventLoop(asyncio.SelectorEventLoop):
         if host is not None:
             self._task_hosts[task] = host
         return task
+
+    def keep_alive(self, task: asyncio.Task[Any]) -> None:
+        """Hold a strong reference to `task` until it is done. asyncio keeps only weak ones, so
+        a spawned server whose caller dropped the Task would be garbage-collected mid-run (a
+        process on a simulated host lives until it ends, as a real one does)."""
+        self._spawned[task] = None
+        task.add_done_callback(self._spawned.pop)
+
+    def abort_transports_of(self, host: Host) -> None:
+        """Abort every transport whose socket lived on `host` (it crashed), in fd order."""
+        first, limit = host.first_fd, host.fd_limit
+        doomed = sorted((fd, t) for fd, t in list(self._transports.items()) if first <= fd < limit)
+        for _fd, transport in doomed:
+            transport.abort()
 
     def task_host(self, task: asyncio.Task[Any]) -> Host | None:
         """The simulated host `task` runs on (None: host "main")."""
