@@ -153,6 +153,12 @@ class RunSummary:
             }
             if unprovoked:
                 found.append(f"client errors of clients that provoked none: {_fmt_counts(unprovoked)}")
+        if clients.get("unannounced_closes") and not self.faulty:
+            # A client's keep-alive retry hides a server that closes connections for no reason.
+            found.append(
+                f"{clients['unannounced_closes']} keep-alive connections closed by the server before any timeout "
+                "and without `Connection: close` (the clients retried)"
+            )
         if self.server.get("app_errors"):
             # The machine keeps serving when an app raises (it drops that connection), but an app
             # that raises is a bug, and its clients' resets would otherwise pass as expected.
@@ -193,9 +199,10 @@ class RunSummary:
 
 
 # Errors a client may see by design: a slow reader or resetter provoking the server, or being
-# timed out by it -- and only such a client (ClientStats.unprovoked_errors). Anything else in a
-# plain run is a failure.
-_EXPECTED_CLIENT_ERRORS = ("ECONNRESET", "EPIPE")
+# timed out by it -- and only such a client (ClientStats.unprovoked_errors). A slow reader the
+# server timed out mid-response reads the bytes already sent, then EOF (EOF_BEFORE_RESPONSE).
+# Anything else in a plain run is a failure.
+_EXPECTED_CLIENT_ERRORS = ("ECONNRESET", "EPIPE", "EOF_BEFORE_RESPONSE")
 # Under faults a client may also give up on a dead path (ETIMEDOUT), find a restarted server port
 # closed (ECONNREFUSED), see the server time a stalled connection out before its first response
 # (EOF_BEFORE_RESPONSE), die with its host (HOST_CRASHED), or hit its own response timeout
@@ -285,9 +292,13 @@ def simulate(
     for plan in plans:
         stats.planned[plan.behaviour] = stats.planned.get(plan.behaviour, 0) + 1
     client_hosts = [net.host(f"10.0.1.{i + 1}") for i in range(max(1, -(-len(plans) // CLIENTS_PER_HOST)))]
+    close_after_ns = _close_after_ns(server_config)
     procs = [
         client_hosts[plan.client_id % len(client_hosts)].process(
-            client_process(client_hosts[plan.client_id % len(client_hosts)], (SERVER_IP, SERVER_PORT), plan, workload, stats)
+            client_process(
+                client_hosts[plan.client_id % len(client_hosts)], (SERVER_IP, SERVER_PORT), plan, workload, stats,
+                close_after_ns=close_after_ns,
+            )
         )
         for plan in plans
     ]
@@ -340,6 +351,15 @@ def simulate(
         # response from a machine that ignores partial writes, say (tests/faults).
         faulty=faults is not None and not _short_io_only(faults),
     )
+
+
+def _close_after_ns(config: ServerConfig) -> int | None:
+    """The shortest time after which the server may close a quiet connection: its smallest timeout
+    (None: it has none). A machine variant with another rule judges against the same config."""
+    timeouts = [
+        t for t in (config.idle_timeout_ns, config.header_timeout_ns, config.keepalive_timeout_ns) if t is not None
+    ]
+    return min(timeouts) if timeouts else None
 
 
 def _short_io_only(faults: FaultSchedule) -> bool:

@@ -152,6 +152,9 @@ class ClientStats:
     bytes_received: int = 0
     early_closes: int = 0
     retries: int = 0  # reused connections the server closed idle; the requests went again on a new one
+    # Retries after a close the server had no reason for: no timeout of its could have expired
+    # since it last heard from us, and no response said `Connection: close` (see `_client`).
+    unannounced_closes: int = 0
     resets: int = 0  # resets the clients sent on purpose
     errors: dict[str, int] = attrs.field(factory=dict)  # errno name -> count, in first-seen order
     # The part of `errors` seen by clients that behaved normally (no slow reading, early close or
@@ -182,6 +185,7 @@ class ResponseReader:
         self._body: list[bytes] = []
         self._buffer = bytearray()
         self._in_message = False
+        self.close_announced = False  # the last complete response said `Connection: close`
         if app == "http":
             import httptools
 
@@ -223,24 +227,33 @@ class ResponseReader:
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self.close_announced = not self._parser.should_keep_alive()
         self.done.append((self._parser.get_status_code(), b"".join(self._body)))
 
 
+# `client_process(..., close_after_ns=...)`: the server's close of an idle connection is not judged.
+UNJUDGED = -1
+
+
 def client_process(
-    host: Any, server: tuple[str, int], plan: ClientPlan, workload: Workload, stats: ClientStats
+    host: Any, server: tuple[str, int], plan: ClientPlan, workload: Workload, stats: ClientStats,
+    *, close_after_ns: int | None = UNJUDGED,
 ) -> Generator[Any, Any, None]:
     """One client, as a simpy process (see `_client`). A client whose host crashes (a fault,
-    simnet.faults.Crash) is interrupted and counts the error HOST_CRASHED."""
+    simnet.faults.Crash) is interrupted and counts the error HOST_CRASHED. `close_after_ns`: the
+    shortest time after which the server may close a connection that is quiet (its smallest
+    timeout; None: it has none), which a keep-alive retry is judged against; UNJUDGED: not judged."""
     import simpy
 
     try:
-        yield from _client(host, server, plan, workload, stats)
+        yield from _client(host, server, plan, workload, stats, close_after_ns)
     except simpy.Interrupt:
         stats.error("HOST_CRASHED", plan.behaviour)
 
 
 def _client(
-    host: Any, server: tuple[str, int], plan: ClientPlan, workload: Workload, stats: ClientStats
+    host: Any, server: tuple[str, int], plan: ClientPlan, workload: Workload, stats: ClientStats,
+    close_after_ns: int | None = UNJUDGED,
 ) -> Generator[Any, Any, None]:
     """One client, as a simpy process on `host`: connect, send, read and check every response.
 
@@ -249,6 +262,11 @@ def _client(
     -- the server's keep-alive timeout raced the request -- opens a new connection and sends the
     unanswered requests again; `stats.retries` counts it. Each retry follows at least one answered
     request, so retries always end. Any other EOF is a failure.
+
+    A retry is owed to the server's having a reason to close: a response that said `Connection:
+    close`, or a timeout. The server received our last answered request no earlier than we sent
+    it, so a timeout of T cannot have closed the connection before that send + T; a close we see
+    earlier had no reason, and `stats.unannounced_closes` counts it (a run fails on one).
     """
     env = host.net.env
     if plan.start_ns > env.now:
@@ -256,6 +274,7 @@ def _client(
     stats.started += 1
     exchanges = plan.exchanges
     answered = 0  # exchanges whose responses have been read and checked
+    answered_sent_ns = 0  # when the last answered request was sent: the server heard from us since
     batch_no = 0
     connections = 0
     while True:
@@ -277,6 +296,7 @@ def _client(
                     stats.requests += 1
                     stats.bytes_sent += len(exchange.request)
                 sent = answered + len(batch)
+                batch_sent_ns = env.now
                 if plan.behaviour in ("early_close", "reset") and sent >= plan.stop_after:
                     if plan.behaviour == "reset":
                         # Read a little of the response first, so the RST lands mid-response.
@@ -290,7 +310,10 @@ def _client(
                 outcome, got = yield from _read_responses(sock, reader, batch, workload, plan, stats)
                 answered += got
                 answered_here += got
+                if got:
+                    answered_sent_ns = batch_sent_ns
                 if outcome == "eof_before_response" and answered_here > 0 and reader.idle():
+                    _judge_close(reader, env.now - answered_sent_ns, close_after_ns, stats)
                     break  # the server closed our idle keep-alive connection: reconnect, resend
                 if outcome != "ok":
                     if outcome == "eof_before_response":
@@ -316,10 +339,19 @@ def _client(
             if name in ("ECONNRESET", "EPIPE") and answered_here > 0 and reader.idle():
                 # The same race seen from the other side: our request reached a connection the
                 # server had closed, and its kernel answered with a RST.
+                _judge_close(reader, env.now - answered_sent_ns, close_after_ns, stats)
                 stats.retries += 1
                 continue
             stats.error(name, plan.behaviour)
             return
+
+
+def _judge_close(reader: ResponseReader, quiet_ns: int, close_after_ns: int | None, stats: ClientStats) -> None:
+    """Count a close of a kept-alive connection that the server had no reason for (see `_client`)."""
+    if close_after_ns == UNJUDGED or reader.close_announced:
+        return
+    if close_after_ns is None or quiet_ns < close_after_ns:
+        stats.unannounced_closes += 1
 
 
 def _read_responses(
