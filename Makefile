@@ -19,12 +19,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	tests/aio/other_pythons.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-3.* build *.egg-info
 
 # Re-record traces/*.jsonl live: realnet serve driven by curl, wrk, http.client and raw sockets
 # (needs curl and wrk). tests/realnet/test_committed_traces.py replays them.

@@ -130,6 +130,7 @@ def new_event_loop(
     virtual_clock: bool = True,
     epoch: float = DEFAULT_EPOCH,
     seeded_random: bool = True,
+    pcap: Any = None,
 ) -> SimEventLoop:
     """A simulated event loop on a new Network (the options as `run` takes them)."""
     if schedule not in ("explore", "fixed"):
@@ -157,6 +158,7 @@ def new_event_loop(
         log_segments=log_segments,
         faults=fault_schedule,
         distinct_fds=True,
+        pcap=pcap,
     )
     world.bind(net)
     world.virtual_clock = virtual_clock
@@ -253,7 +255,8 @@ def run(
     run`), loss, reorder, duplicate, jitter, short_io (rates), faults (a FaultSchedule, its JSON
     form or a TOML/JSON path; hosts may be named), rcvbuf, sndbuf, mtu, hosts (name -> pinned
     address), schedule ("explore": the seed also picks the order of simultaneous events;
-    "fixed": it does not), log_segments, virtual_clock, epoch, seeded_random, and settle: when
+    "fixed": it does not), log_segments, pcap (a path or binary file: every segment as it
+    crossed the simulated wire, for Wireshark), virtual_clock, epoch, seeded_random, and settle: when
     main() returns, the network runs on for up to this many virtual seconds until it is quiet
     (no segment in flight, nothing unacknowledged), so in-flight FINs arrive before the
     remaining tasks are cancelled.

@@ -202,6 +202,10 @@ class SimEventLoop(asyncio.SelectorEventLoop):
         finally:
             FENCE.exit()
 
+    def close(self) -> None:
+        super().close()
+        self._world.net.stop_capture()  # a pcap file is complete once the loop is closed
+
     def time(self) -> float:
         return self._world.net.env._now / NS_PER_S
 

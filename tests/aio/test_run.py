@@ -315,3 +315,17 @@ def test_asyncio_runner_with_loop_factory() -> None:
 
     with asyncio.Runner(loop_factory=sa.loop_factory(seed=3, loss=0.05)) as runner:
         assert runner.run(main()) == [b"echo r\n"]
+
+
+def test_pcap_of_an_asyncio_run(tmp_path: pytest.TempPathFactory) -> None:
+    path = tmp_path / "run.pcap"  # type: ignore[operator]
+
+    async def main() -> list[bytes]:
+        sa.spawn(echo_server(), host="server")
+        await asyncio.sleep(0)
+        return await ask("server", 8080, [b"captured\n"])
+
+    assert sa.run(main(), pcap=path) == [b"echo captured\n"]
+    data = path.read_bytes()
+    assert data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")  # pcap magic (us or ns)
+    assert b"echo captured\n" in data
