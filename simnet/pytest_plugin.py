@@ -27,6 +27,7 @@ import pytest
 
 _SEED_KEY = pytest.StashKey[int]()
 _CONFIG_KEY = pytest.StashKey[dict[str, Any]]()
+_SEEDS_KEY = pytest.StashKey[list[int]]()  # --simnet-seeds, parsed once
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,14 +70,10 @@ def _is_simulated_test(function: Any, marker: Any) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    text = metafunc.config.getoption("--simnet-seeds")
+    seeds = metafunc.config.stash.get(_SEEDS_KEY, None)
     marker = metafunc.definition.get_closest_marker("simnet")
-    if text is None or not _is_simulated_test(metafunc.function, marker):
+    if seeds is None or not _is_simulated_test(metafunc.function, marker):
         return
-    try:
-        seeds = parse_seeds(text)
-    except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
     if "simnet_seed" not in metafunc.fixturenames:
         metafunc.fixturenames.append("simnet_seed")
     metafunc.parametrize("simnet_seed", seeds, indirect=True, ids=[f"seed={seed}" for seed in seeds])
@@ -103,6 +100,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+def _without_seed_id(nodeid: str) -> str:
+    """The node id without the `seed=N` part --simnet-seeds added, so that the command reruns
+    the test with --simnet-seed alone: `t.py::test[seed=3]` -> `t.py::test`."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return nodeid
+    base, params = nodeid[:-1].split("[", 1)
+    kept = [part for part in params.split("-") if not (part.startswith("seed=") and part[5:].isdigit())]
+    return f"{base}[{'-'.join(kept)}]" if kept else base
+
+
 def _seed_for(config: pytest.Config, nodeid: str) -> int:
     given = config.getoption("--simnet-seed")
     # crc32 of the node id: stable across runs, machines and PYTHONHASHSEED (hash() is not).
@@ -110,6 +117,12 @@ def _seed_for(config: pytest.Config, nodeid: str) -> int:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    text = config.getoption("--simnet-seeds", None)
+    if text is not None:
+        try:
+            config.stash[_SEEDS_KEY] = parse_seeds(text)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line(
         "markers",
         "simnet(**options): options for the simnet_network fixture's Network; on an async def test, "
@@ -144,7 +157,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     seed = item.stash[_SEED_KEY]
     options = item.stash.get(_CONFIG_KEY, {})
     config = ", ".join(f"{key}={value!r}" for key, value in options.items()) or "defaults"
-    command = f"pytest {shlex.quote(item.nodeid)} --simnet-seed={seed}"
+    command = f"pytest {shlex.quote(_without_seed_id(item.nodeid))} --simnet-seed={seed}"
     report.sections.append(
         ("simnet", f"seed: {seed}\nnetwork: Network(seed={seed}, {config})\nreproduce: {command}")
     )
