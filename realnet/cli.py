@@ -19,7 +19,7 @@ import sys
 from typing import Any, NoReturn
 
 from simnet import units
-from simnet.server.config import KiB, SECOND, ServerConfig
+from simnet.server.config import SECOND, KiB, ServerConfig
 
 USAGE_EXIT = 2
 
@@ -240,7 +240,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     fd_note = _fit_fd_limit(config.max_connections)
 
     def announce(machine: Any) -> None:
-        print(f"realnet: serving {args.app} on http://{config.host}:{machine.bound_port} (pid {os.getpid()})", flush=True)
+        url = f"http://{config.host}:{machine.bound_port}"
+        print(f"realnet: serving {args.app} on {url} (pid {os.getpid()})", flush=True)
         if not ipaddress.IPv4Address(config.host).is_loopback:
             print(f"realnet: note: {config.host} is not a loopback address; other hosts can connect", file=sys.stderr)
         if fd_note:

@@ -6,7 +6,8 @@ shares; this module adds only how EpollWait waits (in virtual time) and the simu
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Protocol
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
 
 from simnet.drivers.executor import SyscallExecutor
 from simnet.server import syscalls as sc

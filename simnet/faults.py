@@ -75,7 +75,8 @@ class Jitter:
         if names is None:
             raise ValueError(f"jitter: unknown distribution {self.distribution!r} (one of {', '.join(DISTRIBUTIONS)})")
         if len(self.params) != len(names):
-            raise ValueError(f"jitter: {self.distribution} takes {len(names)} parameters ({', '.join(names) or 'none'})")
+            takes = ", ".join(names) or "none"
+            raise ValueError(f"jitter: {self.distribution} takes {len(names)} parameters ({takes})")
         for name, value in zip(names, self.params):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
                 raise ValueError(f"jitter: {name} must be a number of seconds >= 0, not {value!r}")

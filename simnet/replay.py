@@ -182,7 +182,7 @@ def replay_exact(
             except Exception as exc:  # the machine's failure is the finding, reported like a divergence
                 return diverged(rec, None, exc)
             # `==` rather than `!=`: attrs' __ne__ is __eq__ plus a call, on the hottest line.
-            if not (actual == rec.request):
+            if not (actual == rec.request):  # noqa: SIM201
                 return diverged(rec, actual)
             if rec.result is None:
                 exited = True

@@ -21,8 +21,8 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterable
-from typing import IO, Any, Generator
+from collections.abc import Generator, Iterable
+from typing import IO, Any
 
 import attrs
 

@@ -143,7 +143,8 @@ def fault_schedules(
         held.append(Hold(a=server, b=client, start=start, end=start + draw(spans), one_way=draw(st.booleans())))
     resets = []
     if rsts and draw(st.booleans()):
-        resets.append(InjectRst(at=draw(times), host=server, nth=draw(st.integers(1, 5)), one_sided=draw(st.booleans())))
+        nth, one_sided = draw(st.integers(1, 5)), draw(st.booleans())
+        resets.append(InjectRst(at=draw(times), host=server, nth=nth, one_sided=one_sided))
     io = []
     if short_io and draw(st.booleans()):
         rates = st.sampled_from([0.0, 0.1, 0.3, 0.5])

@@ -95,7 +95,9 @@ def parse_size(text: str, *, positive: bool = False) -> int:
     anything else, and for 0 if `positive`."""
     match = _SIZE.match(text)
     if match is None:
-        raise ValueError(f"{text!r} is not a size in bytes: expected a count with an optional k, m or g, e.g. 4096 or 64k")
+        raise ValueError(
+            f"{text!r} is not a size in bytes: expected a count with an optional k, m or g, e.g. 4096 or 64k"
+        )
     value = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
     if positive and value <= 0:
         raise ValueError(f"expected a positive number of bytes, not {text!r}")

@@ -15,7 +15,8 @@ import errno as errno_module
 import random
 import socket
 import struct
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import attrs
 

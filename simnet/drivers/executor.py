@@ -26,7 +26,9 @@ class SyscallExecutor:
     object. `fds` maps each fd the machine holds to its object, because a machine speaks fds.
     """
 
-    def __init__(self, new_socket: Callable[[], Any], new_epoll: Callable[[], Any], clock_ns: Callable[[], int]) -> None:
+    def __init__(
+        self, new_socket: Callable[[], Any], new_epoll: Callable[[], Any], clock_ns: Callable[[], int]
+    ) -> None:
         self.new_socket = new_socket
         self.new_epoll = new_epoll
         self.clock_ns = clock_ns

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import heapq
 import socket as _socket
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import simpy
 

@@ -83,12 +83,13 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
 from simnet.server import syscalls as sc
-from simnet.server.apps.base import PHASE_HEAD, PHASE_IDLE, AppFactory, AppProtocol, BaseApp, Phase
+from simnet.server.apps.base import PHASE_HEAD, PHASE_IDLE, AppFactory, AppProtocol, BaseApp
 from simnet.server.config import ServerConfig
 
 

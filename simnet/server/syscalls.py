@@ -184,7 +184,7 @@ class Exit:
     """Not a syscall: the machine has finished (after a graceful shutdown). Drivers stop here."""
 
 
-Syscall = Union[
+Syscall = Union[  # noqa: UP007  (trace/codec.py reads these aliases' members with typing.get_args)
     Socket,
     SetSockOpt,
     Bind,
@@ -222,7 +222,7 @@ SYSCALL_TYPES: dict[str, type] = {
 }
 
 # What a successful call returns. Accept: (fd, (host, port)); EpollWait: ((fd, mask), ...).
-Value = Union[None, int, bytes, tuple]
+Value = Union[None, int, bytes, tuple]  # noqa: UP007  (as Syscall above)
 
 
 @attrs.frozen(kw_only=True, repr=False)

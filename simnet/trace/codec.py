@@ -858,7 +858,7 @@ def _result_json(result: Result) -> bytes | None:
     return None  # a truthy non-bool is refused, a falsy one left out: the careful path knows which
 
 
-FastLine = Callable[[int, Any, Any], Union[bytes, None]]
+FastLine = Callable[[int, Any, Any], bytes | None]
 
 
 # The body of every generated quick writer. `{checks}` loads and type-checks the request's

@@ -24,7 +24,8 @@ the connection; an app that can say something first (HTTP's 400) should do so it
 from __future__ import annotations
 
 import enum
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 
 class Phase(enum.Enum):

@@ -17,7 +17,8 @@ the server has no clock); that also keeps traces byte-identical across runs.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 import httptools
