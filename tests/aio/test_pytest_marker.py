@@ -72,3 +72,13 @@ def test_bad_seed_list_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--simnet-seeds", "5-x")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--simnet-seeds: '5-x' is not a seed or a range like 0-99" in result.stderr.str()
+
+
+def test_the_docs_worked_example_passes_over_seeds(pytester: pytest.Pytester) -> None:
+    import pathlib
+
+    example = pathlib.Path(__file__).resolve().parents[2] / "examples" / "aio_shop"
+    for name in ("shop.py", "test_shop.py"):
+        pytester.makepyfile(**{name[:-3]: (example / name).read_text()})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "--simnet-seeds", "0-19")
+    result.assert_outcomes(passed=20)
