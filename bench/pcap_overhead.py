@@ -30,7 +30,10 @@ from simnet.cli import main as simnet_main
 
 GOAL = 0.10
 WORKLOADS = (["run"], ["run", "--response-size", "16k"])
-QUICK_WORKLOADS = (["run", "--clients", "50", "--requests", "5"], ["run", "--clients", "50", "--requests", "5", "--response-size", "16k"])
+QUICK_WORKLOADS = (
+    ["run", "--clients", "50", "--requests", "5"],
+    ["run", "--clients", "50", "--requests", "5", "--response-size", "16k"],
+)
 
 
 def one_run(args: list[str]) -> float:
@@ -75,8 +78,10 @@ def measure(args: list[str], rounds: int) -> float:
     print(f"workload      simnet {' '.join(args)}")
     print(f"rounds        {rounds}, alternating")
     print(f"without pcap  median {statistics.median(plain):.3f} s (min {min(plain):.3f}, max {max(plain):.3f})")
-    print(f"with --pcap   median {statistics.median(captured):.3f} s (min {min(captured):.3f}, max {max(captured):.3f})")
-    print(f"overhead      {overhead * 100:+.1f} % (per-round ratios {min(ratios):.3f}-{max(ratios):.3f}); goal <= {GOAL * 100:.0f} %")
+    low, high = min(captured), max(captured)
+    print(f"with --pcap   median {statistics.median(captured):.3f} s (min {low:.3f}, max {high:.3f})")
+    print(f"overhead      {overhead * 100:+.1f} % (per-round ratios {min(ratios):.3f}-{max(ratios):.3f}); "
+          f"goal <= {GOAL * 100:.0f} %")
     extra_us = (statistics.median(captured) - statistics.median(plain)) / packets * 1e6
     print(f"capture       {packets} packets, {size / 1e6:.1f} MB; {extra_us:.1f} us of wall time per packet captured")
     return overhead

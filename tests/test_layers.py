@@ -38,6 +38,7 @@ PARTS: dict[str, str] = {
     "simnet.driver": "drivers",
     "simnet.replay": "drivers",
     "simnet.run": "sim",
+    "simnet.plot": "sim",
     "simnet.resim": "sim",
     "simnet.workload": "sim",
     "simnet.demo": "sim",

@@ -489,6 +489,8 @@ class TcpSocket:
         if not self.accept_queue:
             raise_errno(errno.EAGAIN)
         child = self.accept_queue.popleft()
+        if self.net.queue_watch is not None:
+            self.net.queue_watch(self)  # the accept queue shrank (Network.watch_queues)
         child.parent = None
         child._install_fd()
         # accept() without SOCK_NONBLOCK returns a blocking socket (accept(2); Python does too).
@@ -654,6 +656,8 @@ class TcpSocket:
             self.nospace = True
             self.net.counters["partial_sends"] += 1
         self.sndq += data[:n] if n < len(data) else data
+        if self.net.queue_watch is not None:
+            self.net.queue_watch(self)
         self._output()
         return n
 
@@ -749,6 +753,8 @@ class TcpSocket:
                 if not peek:
                     del rcvq[:bufsize]
             if not peek:
+                if self.net.queue_watch is not None:
+                    self.net.queue_watch(self)
                 self._cleanup_rbuf()
             return data
         if self.done:
@@ -1294,6 +1300,8 @@ class TcpSocket:
     def _fail(self, code: int) -> None:
         self.err = code
         self.sndq.clear()
+        if self.net.queue_watch is not None:
+            self.net.queue_watch(self)
         self._done()
         self.wake(KEY_ALL)
 
@@ -1307,6 +1315,8 @@ class TcpSocket:
         self.err = _ERR_BY_STATE.get(state, errno.ECONNRESET)
         self.net.counters["resets_received"] += 1
         self.sndq.clear()
+        if self.net.queue_watch is not None:
+            self.net.queue_watch(self)
         self._done()
         self.wake(KEY_ALL)
 
@@ -1323,6 +1333,8 @@ class TcpSocket:
         self.shutdown_flags = SHUTDOWN_MASK
         self.sndq.clear()
         self.rcvq.clear()
+        if self.net.queue_watch is not None:
+            self.net.queue_watch(self)
         self.ooo = _NO_SEGMENTS  # type: ignore[assignment]
         self.watchers = ()  # type: ignore[assignment]
         self.port_held = False
@@ -1453,6 +1465,8 @@ class TcpSocket:
             data_acked = acked if acked <= len(sndq) else len(sndq)
             if data_acked:
                 del sndq[:data_acked]
+                if self.net.queue_watch is not None:
+                    self.net.queue_watch(self)
             self.snd_una = ack
             if self.snd_nxt < ack:
                 self.snd_nxt = ack
@@ -1559,6 +1573,8 @@ class TcpSocket:
         if take:
             self.rcvq += data if take == len(data) else data[:take]
             self.rcv_nxt = seq + take
+            if self.net.queue_watch is not None:
+                self.net.queue_watch(self)
             if len(data) > self.rcv_mss:
                 self.rcv_mss = min(len(data), self.mss)
             # tcp_event_data_recv: after an idle gap longer than the RTO, quick-ack again.
@@ -1613,6 +1629,8 @@ class TcpSocket:
             if part:
                 self.rcvq += part
                 self.rcv_nxt += len(part)
+                if self.net.queue_watch is not None:
+                    self.net.queue_watch(self)
             if entry_fin:
                 fin = entry_fin
                 ooo.clear()
@@ -1703,6 +1721,8 @@ class TcpSocket:
             return
         child = self._make_child(req, seg)
         self.accept_queue.append(child)
+        if self.net.queue_watch is not None:
+            self.net.queue_watch(self)
         self.wake(KEY_IN)  # sk_data_ready on the listener
         if seg.data or flags & FIN:
             child.segment_arrived(seg)

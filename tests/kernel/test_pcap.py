@@ -73,7 +73,8 @@ def test_pcap_writes_sequence_numbers_modulo_2_32_and_verifiable_checksums() -> 
     out = io.BytesIO()
     writer = PcapWriter(out, window_shift=7)
     payload = bytes(random.Random(1).getrandbits(8) for _ in range(1001))  # odd length: padded sum
-    writer.write(1_500_000_001, Segment(("10.0.0.2", 40000), ("10.0.0.1", 80), ACK | PSH, 2**32 + 5, 2**33 + 7, 98304, payload))
+    client, server = ("10.0.0.2", 40000), ("10.0.0.1", 80)
+    writer.write(1_500_000_001, Segment(client, server, ACK | PSH, 2**32 + 5, 2**33 + 7, 98304, payload))
     writer.write(2_000_000_000, Segment(("10.0.0.2", 40000), ("10.0.0.1", 80), ACK, 0xFFFFFFFF, 1, 1, b""))
     writer.close()
     (t1, p1), (t2, p2) = packets(out.getvalue())
