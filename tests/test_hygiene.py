@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MYPY_CEILING = 100
 RUFF_PENDING = {
-    "simnet/aio/fence.py", "simnet/aio/loop.py", "simnet/cli.py", "simnet/kernel/epoll.py",
+    "simnet/cli.py", "simnet/kernel/epoll.py",
     "simnet/kernel/network.py", "simnet/kernel/tcp.py", "simnet/run.py",
 }  # fmt: skip
 

@@ -1,6 +1,6 @@
 """docs/aio.md's worked example: the shop service under loss and a partition.
 
-    pytest examples/aio_shop --simnet-seeds 0-99
+pytest examples/aio_shop --simnet-seeds 0-99
 """
 
 import asyncio
@@ -25,7 +25,7 @@ async def test_client_rides_out_a_partition() -> None:
             try:
                 async with session.get("http://shop:8080/price/tea") as response:
                     prices.append((await response.json())["price"])
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # the partition: retry
             await asyncio.sleep(0.5)
     assert prices and all(p == 42 for p in prices)

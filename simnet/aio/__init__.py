@@ -80,13 +80,13 @@ def _schedule_faults(
         schedule = _load_named(world, faults)
     else:
         raise TypeError(f"faults: a FaultSchedule, a dict or a path, not {type(faults).__name__}")
-    links = list(schedule.links)
+    links: list[Any] = list(schedule.links)
     if loss or reorder or duplicate or jitter is not None:
         link: dict[str, Any] = {"loss": loss, "reorder": reorder, "duplicate": duplicate}
         if jitter is not None:
             link["jitter"] = parse_jitter(jitter)
         links.append(LinkFaults(**link))
-    shorts = list(schedule.short_io)
+    shorts: list[Any] = list(schedule.short_io)
     if short_io:
         shorts.append(ShortIO(recv=short_io, send=short_io))
     import attrs
@@ -342,7 +342,7 @@ async def _settle(loop: SimEventLoop, bound: float) -> None:
 def _next_delivery_ns(net: Network) -> int | None:
     from simnet.kernel.network import _Delivery
 
-    times = [entry[0] for entry in net.env._queue if type(entry[3]) is _Delivery]
+    times = [int(entry[0]) for entry in net.env._queue if type(entry[3]) is _Delivery]
     return min(times) if times else None
 
 

@@ -21,7 +21,8 @@ import selectors
 import socket as _socket
 import threading
 import time as _time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from simnet.aio.socket import SimSocket, check_not_simulated
 from simnet.aio.world import current_host
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 _RealSocket = _socket.socket
 _real_getaddrinfo = _socket.getaddrinfo
-_real = {
+_real: dict[str, Callable[..., Any]] = {
     "time": _time.time,
     "time_ns": _time.time_ns,
     "monotonic": _time.monotonic,
@@ -231,7 +232,7 @@ def _sleep(seconds: float) -> None:
         raise ValueError("sleep length must be non-negative")
     # The program's thread blocks; the network goes on without it for that long.
     net = world.net
-    net.run_ns(net.env._now + int(round(seconds * 1e9)))
+    net.run_ns(int(net.env._now) + round(seconds * 1e9))
     return None
 
 
@@ -320,4 +321,3 @@ class Fence:
 
 
 FENCE = Fence()
-

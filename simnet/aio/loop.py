@@ -21,7 +21,8 @@ import asyncio
 import selectors
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from simnet.aio.fence import FENCE
 from simnet.aio.world import World, current_host
@@ -44,6 +45,10 @@ class FencedError(RuntimeError):
 
 class SimSelector(selectors._BaseSelectorImpl):  # type: ignore[name-defined,misc]
     """A selector over simulated sockets of any host: one simulated epoll per host."""
+
+    # selectors._BaseSelectorImpl's own fields and helper (the fd -> key map every selector keeps).
+    _fd_to_key: dict[int, selectors.SelectorKey]
+    _fileobj_lookup: Callable[[Any], int]
 
     def __init__(self, world: World) -> None:
         super().__init__()
@@ -154,7 +159,15 @@ class SimSelector(selectors._BaseSelectorImpl):  # type: ignore[name-defined,mis
 
 
 class SimEventLoop(asyncio.SelectorEventLoop):
-    """asyncio's selector event loop on the simulated kernel (see the module docstring)."""
+    """asyncio's selector event loop on the simulated kernel (see the module docstring).
+
+    Overrides below keep asyncio's runtime signatures; where typeshed types a method more
+    narrowly (generic over the callback's arguments), the override is marked for mypy."""
+
+    # BaseEventLoop's and the selector loop's own fields and helpers.
+    _transports: weakref.WeakValueDictionary[int, Any]
+    _signal_handlers: dict[int, asyncio.Handle]
+    _check_closed: Callable[[], None]
 
     def __init__(self, world: World) -> None:
         self._world = world
@@ -168,7 +181,7 @@ class SimEventLoop(asyncio.SelectorEventLoop):
     def world(self) -> World:
         return self._world
 
-    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> asyncio.Task[Any]:
+    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> asyncio.Task[Any]:  # type: ignore[override]
         task = super().create_task(coro, name=name, context=context)
         # Which host the task runs on, from the context it was made with (Python 3.11's C Task
         # does not show its context); looked up only, never iterated.
@@ -221,7 +234,7 @@ class SimEventLoop(asyncio.SelectorEventLoop):
     def _write_to_self(self) -> None:
         pass
 
-    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:  # type: ignore[override]
         if threading.get_ident() != self._owner_thread:
             raise FencedError(
                 "loop.call_soon_threadsafe() from another thread: real threads are outside the "
@@ -229,7 +242,7 @@ class SimEventLoop(asyncio.SelectorEventLoop):
             )
         return self.call_soon(callback, *args, context=context)
 
-    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:  # type: ignore[override]
         # A simulated process receives no signals; the handler is kept and never called.
         self._check_closed()
         self._signal_handlers[sig] = asyncio.Handle(callback, args, self, None)
@@ -239,7 +252,9 @@ class SimEventLoop(asyncio.SelectorEventLoop):
 
     # -- schedule exploration ---------------------------------------------------------------------
 
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.TimerHandle:
+    def call_at(  # type: ignore[override]
+        self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
         rng = self._world.schedule_rng
         if rng is not None:
             # Timers due at the same instant fire in an order drawn from the seed: nudge each by
@@ -249,15 +264,15 @@ class SimEventLoop(asyncio.SelectorEventLoop):
 
     # -- the world's services -----------------------------------------------------------------------
 
-    async def getaddrinfo(
+    async def getaddrinfo(  # type: ignore[override]
         self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
     ) -> list[tuple[Any, Any, int, str, tuple[str, int]]]:
         return self._world.getaddrinfo(host, port, family, type, proto, flags)
 
-    async def getnameinfo(self, sockaddr: tuple[str, int], flags: int = 0) -> tuple[str, str]:
+    async def getnameinfo(self, sockaddr: tuple[str, int], flags: int = 0) -> tuple[str, str]:  # type: ignore[override]
         return self._world.getnameinfo(sockaddr, flags)
 
-    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:  # type: ignore[override]
         """Runs `func` in the loop's thread at the next turn of the loop: deterministic, and a
         blocking call in it on a simulated socket blocks the program while the network runs on,
         as it would block a real worker thread."""

@@ -39,7 +39,7 @@ class SimSocket(_RealSocket):
     _fd: int
 
     def __new__(cls, *args: Any, **kwargs: Any) -> SimSocket:
-        return _CSocket.__new__(cls)  # type: ignore[no-any-return]
+        return _CSocket.__new__(cls)  # type: ignore[no-any-return,call-overload]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Never socket.socket.__init__: that would open a real socket. `wrap` fills the fields.

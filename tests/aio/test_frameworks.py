@@ -69,9 +69,8 @@ def test_aiohttp_is_deterministic_per_seed_including_headers() -> None:
     async def main() -> tuple[str, str]:
         sa.spawn(serve_aiohttp(), host="api")
         await asyncio.sleep(0.01)
-        async with aiohttp.ClientSession() as session:
-            async with session.get("http://api:8080/hello/x") as response:
-                return response.headers["Date"], sa.network().format_segment_log()
+        async with aiohttp.ClientSession() as session, session.get("http://api:8080/hello/x") as response:
+            return response.headers["Date"], sa.network().format_segment_log()
 
     first = sa.run(main(), seed=5, loss=0.02, log_segments=True)
     assert first == sa.run(main(), seed=5, loss=0.02, log_segments=True)

@@ -7,7 +7,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-TESTS = '''
+TESTS = """
 import asyncio
 import pytest
 import simnet.aio as sa
@@ -41,7 +41,7 @@ async def test_racy(simnet_seed):
 async def test_plain_pytest_asyncio_still_works():
     await asyncio.sleep(0)
     assert not isinstance(asyncio.get_running_loop(), sa.SimEventLoop)
-'''
+"""
 
 
 def test_marker_runs_async_tests_and_sweeps_seeds(pytester: pytest.Pytester) -> None:
