@@ -330,26 +330,34 @@ def _deadlock(loop: SimEventLoop, cause: SimulationDeadlock) -> Deadlock:
 async def _settle(loop: SimEventLoop, bound: float) -> None:
     """Let the network run until nothing is in flight or unacknowledged, for at most `bound`."""
     net = loop.world.net
-    deadline = net.env._now + int(round(bound * 1e9))
+    deadline = net.env._now + round(bound * 1e9)
     while net.env._now < deadline:
-        wake = _next_delivery_ns(net)
-        if wake is None and _all_acknowledged(net):
+        if _quiet(net):
             return
-        step = (wake if wake is not None else net.env._now + 1_000_000) - net.env._now
-        await asyncio.sleep(max(step, 1) / 1e9)
+        # Something is on the wire or waits for a timer (a retransmission, a delayed ACK):
+        # sleep until the next thing the network will do, and look again.
+        wake = _next_event_ns(net)
+        if wake is None:
+            return
+        await asyncio.sleep(max(min(wake, deadline) - net.env._now, 1) / 1e9)
 
 
-def _next_delivery_ns(net: Network) -> int | None:
-    from simnet.kernel.network import _Delivery
+def _next_event_ns(net: Network) -> int | None:
+    from simnet.kernel.network import _is_dead
 
-    times = [int(entry[0]) for entry in net.env._queue if type(entry[3]) is _Delivery]
+    times = [int(entry[0]) for entry in net.env._queue if not _is_dead(entry[3])]
     return min(times) if times else None
 
 
-def _all_acknowledged(net: Network) -> bool:
+def _quiet(net: Network) -> bool:
+    """No segment in flight and every byte and FIN sent and acknowledged."""
+    from simnet.kernel.network import _Delivery
+
+    if any(type(entry[3]) is _Delivery for entry in net.env._queue):
+        return False
     for host in net.hosts.values():
         for sock in host.connections.values():
-            if sock.sndq or sock.snd_una < sock.snd_max or sock.fin_pending:
+            if sock.sndq or sock.snd_una < sock.snd_max or (sock.fin_pending and not sock.fin_sent):
                 return False
     return True
 
