@@ -20,6 +20,13 @@ Some facts about Linux epoll that this model keeps (LINUX.md §4):
   So closing the only fd of a socket removes its registrations, but while a dup() of it is
   alive, events keep coming under the *old* fd number -- which epoll_ctl can no longer name
   (EBADF), and which a new socket may be given and registered under again, beside the old item.
+* An Epoll object is CPython's `select.epoll`: a wrapper around an fd *number*. Each call looks
+  the number up in the host's fd table, as the syscall would (EBADF once it is closed, EINVAL
+  if it now names a socket). `select.epoll.fromfd(fd)` (Host.epoll_fromfd) makes a second
+  wrapper of the same number, not a dup: both objects drive the one epoll file, so they share
+  its interest set and ready list, and closing either closes the fd -- the other then reports
+  `closed` False (CPython only knows its own close) and EBADF on every call. The file is freed
+  (ep_free: every registration dropped) at that close.
 """
 
 from __future__ import annotations
@@ -90,8 +97,15 @@ class Epoll:
         self.ready: list[EpItem] = []
         self.waiter: simpy.Event | None = None
         self._interrupted = False
-        self.closed = False
+        # The fd of the epoll *file* (ep_free at its close), apart from `fd`, the number this
+        # Python object holds: the two differ once another wrapper (fromfd) closed the file.
+        self._file_fd = -1
         self.co = EpollCoroutines(self)
+
+    @property
+    def closed(self) -> bool:
+        """select.epoll.closed: this object's close() ran (or its host crashed)."""
+        return self.fd < 0
 
     def __repr__(self) -> str:
         return f"<simnet.epoll fd={self.fd} host={self.host.ip} items={len(self.items)}>"
@@ -103,12 +117,24 @@ class Epoll:
         self.close()
 
     def fileno(self) -> int:
-        self._check_open()
+        if self.fd < 0:
+            raise ValueError("I/O operation on closed epoll object")
         return self.fd
 
-    def _check_open(self) -> None:
-        if self.closed:
+    def _check_open(self) -> Epoll:
+        """The epoll file this object's fd names now: ValueError once closed here, EBADF once
+        the fd was closed through another wrapper, EINVAL if a socket took the number since."""
+        fd = self.fd
+        if fd < 0:
             raise ValueError("I/O operation on closed epoll object")
+        obj = self.host.fds.get(fd)
+        if obj is self:
+            return self
+        if obj is None:
+            raise_errno(errno.EBADF)
+        if not isinstance(obj, Epoll):
+            raise_errno(errno.EINVAL)  # epoll_ctl / epoll_wait on an fd that is no epoll
+        return obj
 
     def _target(self, fd: Any) -> tuple[int, TcpSocket]:
         from simnet.kernel.tcp import TcpSocket
@@ -131,7 +157,9 @@ class Epoll:
     # -- epoll_ctl ----------------------------------------------------------------------------
 
     def register(self, fd: Any, eventmask: int = DEFAULT_MASK) -> None:
-        self._check_open()
+        ep = self._check_open()
+        if ep is not self:
+            return ep.register(fd, eventmask)
         fd, sock = self._target(fd)
         key = (fd, sock.file_id)
         if key in self.items:
@@ -145,7 +173,9 @@ class Epoll:
         self._poll_now(item)
 
     def modify(self, fd: Any, eventmask: int) -> None:
-        self._check_open()
+        ep = self._check_open()
+        if ep is not self:
+            return ep.modify(fd, eventmask)
         fd, sock = self._target(fd)
         item = self.items.get((fd, sock.file_id))
         if item is None:
@@ -154,7 +184,9 @@ class Epoll:
         self._poll_now(item)
 
     def unregister(self, fd: Any) -> None:
-        self._check_open()
+        ep = self._check_open()
+        if ep is not self:
+            return ep.unregister(fd)
         fd, sock = self._target(fd)
         item = self.items.pop((fd, sock.file_id), None)
         if item is None:
@@ -213,7 +245,9 @@ class Epoll:
     def poll(self, timeout: float | None = -1, maxevents: int = -1) -> list[tuple[int, int]]:
         """select.epoll.poll: timeout in seconds (-1 or None blocks); from plain code, a blocking
         poll advances the virtual clock until an event or the timeout."""
-        self._check_open()
+        ep = self._check_open()
+        if ep is not self:
+            return ep.poll(timeout, maxevents)
         maxevents = self._check_maxevents(maxevents)
         try:
             events = self.collect(maxevents)
@@ -274,17 +308,31 @@ class Epoll:
         self.items.clear()
         self.ready = []
         self.waiter = None
-        self.closed = True
+        self.fd = self._file_fd = -1
 
     def close(self) -> None:
-        if self.closed:
+        """select.epoll.close: close(2) of this object's fd; a second call does nothing."""
+        fd = self.fd
+        if fd < 0:
             return
+        self.fd = -1
+        obj = self.host.fds.get(fd)
+        # Closed through another wrapper already: the number is free or someone else's now.
+        # (Linux's close(2) would close whatever took the number; simnet closes only an epoll.)
+        if isinstance(obj, Epoll):
+            obj._close_file()
+
+    def _close_file(self) -> None:
+        """The epoll file's fd closed (ep_eventpoll_release -> ep_free): drop every item."""
+        fd = self._file_fd
+        if fd < 0:
+            return
+        self._file_fd = -1
         for item in list(self.items.values()):
             self._forget(item)
         self.items.clear()
-        self.closed = True
-        self.host.release_fd(self.fd)
-        self.fd = -1
+        self.ready = []
+        self.host.release_fd(fd)
 
 
 class EpollCoroutines:
@@ -294,14 +342,12 @@ class EpollCoroutines:
         self._ep = ep
 
     def poll(self, timeout: float | None = -1, maxevents: int = -1) -> Generator[Any, Any, list[tuple[int, int]]]:
-        ep = self._ep
-        ep._check_open()
+        ep = self._ep._check_open()
         return (yield from ep._wait_gen(_timeout_ns(timeout), ep._check_maxevents(maxevents)))
 
     def poll_ns(self, timeout_ns: int, maxevents: int = -1) -> Generator[Any, Any, list[tuple[int, int]]]:
         """Like poll, with the timeout in integer nanoseconds (-1 blocks): no float rounding."""
-        ep = self._ep
-        ep._check_open()
+        ep = self._ep._check_open()
         return (yield from ep._wait_gen(None if timeout_ns < 0 else timeout_ns, ep._check_maxevents(maxevents)))
 
 

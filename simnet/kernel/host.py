@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import heapq
+import operator
+import select as _select
 import socket as _socket
 from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -14,9 +16,23 @@ from simnet.kernel.segment import ACK, FIN, RST, SYN, Address, Segment
 if TYPE_CHECKING:
     from simnet.kernel.epoll import Epoll
     from simnet.kernel.network import Network
+    from simnet.kernel.poll import Poll
     from simnet.kernel.tcp import TcpSocket
 
 FIRST_FD = 3  # 0, 1 and 2 are stdin, stdout and stderr in every real process
+
+
+def _c_int(value: Any) -> int:
+    """CPython's "i" argument converter: an int (or __index__) that fits a C int."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer") from None
+    if v > 0x7FFFFFFF:
+        raise OverflowError("signed integer is greater than maximum")
+    if v < -0x80000000:
+        raise OverflowError("signed integer is less than minimum")
+    return v
 
 
 class Host:
@@ -57,20 +73,95 @@ class Host:
             raise OSError(97, "Address family not supported by protocol (simnet models AF_INET only)")
         if type & ~(_socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC) != _socket.SOCK_STREAM:
             raise OSError(94, "Socket type not supported (simnet models SOCK_STREAM only)")
+        if proto not in (0, _socket.IPPROTO_TCP):
+            # inet_create finds no (SOCK_STREAM, proto) entry in inetsw: EPROTONOSUPPORT.
+            raise OSError(93, "Protocol not supported")
         from simnet.kernel.tcp import TcpSocket
 
         sock = TcpSocket(self)
+        # Python's `.proto` is the argument as given (0 stays 0); SO_PROTOCOL reads 6 for both.
+        sock.proto = proto
         sock._install_fd()
         if type & _socket.SOCK_NONBLOCK:
             sock.setblocking(False)
         return sock
 
+    def socketpair(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_STREAM,
+                   proto: int = 0) -> tuple[TcpSocket, TcpSocket]:
+        """socket.socketpair on this host: two connected sockets.
+
+        Linux's socketpair is AF_UNIX; simnet models AF_INET only, so the pair is a TCP
+        connection over 127.0.0.1 -- what CPython's own socketpair builds where there is no
+        AF_UNIX (a listener on an ephemeral loopback port, connect, accept, close the
+        listener). The peers therefore behave as TCP sockets do: Nagle, buffer sizes, RST on
+        a close with unread data. Both are blocking unless `type` has SOCK_NONBLOCK.
+        """
+        nonblock = bool(type & _socket.SOCK_NONBLOCK)
+        plain = type & ~_socket.SOCK_NONBLOCK
+        a = self.socket(family, plain, proto)
+        listener = self.socket(family, plain, proto)
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            a.setblocking(False)
+            # Loopback delivers inside the syscall (LINUX.md), so the handshake is over when
+            # connect_ex returns: no virtual time passes, and this works inside a simulated
+            # process too, where a blocking connect could not wait.
+            a.connect_ex(listener.getsockname())
+            self.net.drain()
+            listener.setblocking(False)
+            b, _ = listener.accept()
+            a.connect_ex(listener.getsockname())  # 0: SS_CONNECTED, as a blocking connect leaves it
+        except BaseException:
+            a.close()
+            raise
+        finally:
+            listener.close()
+        a.setblocking(not nonblock)
+        b.setblocking(not nonblock)
+        return a, b
+
     def epoll(self, sizehint: int = -1, flags: int = 0) -> Epoll:
+        """select.epoll(sizehint=-1, flags=0), with CPython's argument checks (select_epoll_impl):
+        a non-int is a TypeError, a sizehint of 0 or below -1 a ValueError ('negative sizehint'),
+        and flags other than 0 or EPOLL_CLOEXEC an OSError('invalid flags') without an errno."""
+        from simnet.kernel.epoll import Epoll
+
+        sizehint = _c_int(sizehint)
+        flags = _c_int(flags)
+        if sizehint != -1 and sizehint <= 0:
+            raise ValueError("negative sizehint")
+        if flags and flags != _select.EPOLL_CLOEXEC:
+            raise OSError("invalid flags")
+        ep = Epoll(self)
+        ep.fd = ep._file_fd = self.allocate_fd(ep)
+        return ep
+
+    def epoll_fromfd(self, fd: int) -> Epoll:
+        """select.epoll.fromfd: another Python object for the epoll fd `fd` -- not a dup, the
+        same number. It shares the epoll file with the object that made it (one interest set,
+        one ready list: Linux has only the one file), and closing either closes the fd for
+        both (see simnet/kernel/epoll.py). Like CPython it checks nothing: a bad fd shows at
+        the first call (EBADF, or EINVAL for a socket's fd)."""
         from simnet.kernel.epoll import Epoll
 
         ep = Epoll(self)
-        ep.fd = self.allocate_fd(ep)
+        ep.fd = _c_int(fd)
         return ep
+
+    def select(self, rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None
+               ) -> tuple[list[Any], list[Any], list[Any]]:
+        """select.select on this host's fds (simnet/kernel/poll.py): the ready items of each
+        list in the order given; timeout None blocks and 0 polls, in virtual time."""
+        from simnet.kernel.poll import select
+
+        return select(self, rlist, wlist, xlist, timeout)
+
+    def poll(self) -> Poll:
+        """select.poll() on this host (simnet/kernel/poll.py)."""
+        from simnet.kernel.poll import Poll
+
+        return Poll(self)
 
     def process(self, generator: Generator[Any, Any, Any]) -> simpy.Process:
         """Run a simulated process (a simpy generator) on this host."""

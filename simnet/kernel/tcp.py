@@ -30,9 +30,10 @@ import bisect
 import collections
 import errno
 import functools
+import operator
 import socket as _socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Concatenate, Generator, ParamSpec, TypeVar
 
@@ -492,6 +493,10 @@ class TcpSocket:
         if self.net.queue_watch is not None:
             self.net.queue_watch(self)  # the accept queue shrank (Network.watch_queues)
         child.parent = None
+        # CPython's accept() builds the new socket object with the listener's family, type and
+        # proto (socket.accept: `socket(self.family, self.type, self.proto, fileno=fd)`), so
+        # `.proto` is whatever the listener was created with, 0 or IPPROTO_TCP, as on Linux.
+        child.proto = self.proto
         child._install_fd()
         # accept() without SOCK_NONBLOCK returns a blocking socket (accept(2); Python does too).
         child.timeout_ns = None
@@ -780,6 +785,67 @@ class TcpSocket:
         buffer[: len(data)] = data
         return len(data)
 
+    # -- sendmsg / recvmsg --------------------------------------------------------------------
+
+    @_syscall
+    def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
+                address: Any = None) -> int:
+        """tcp_sendmsg with an iovec: the buffers are gathered and sent as one send(), so the
+        count is partial, EAGAIN and EPIPE come exactly as send()'s.
+
+        Ancillary data on TCP (measured, LINUX.md-style, in tests/conformance/test_socket_api.py):
+        tcp_sendmsg_locked runs sock_cmsg_send, which skips every level but SOL_SOCKET and, at
+        SOL_SOCKET, *ignores* SCM_RIGHTS and SCM_CREDENTIALS ("semantically in SOL_UNIX"): an
+        fd sent over TCP is silently dropped and the bytes go. An unknown SOL_SOCKET type fails
+        the whole call with EINVAL -- after the connection-state checks, before EPIPE. A
+        destination address is converted (so a malformed one is CPython's TypeError) and then
+        ignored, as tcp_sendmsg ignores msg_name without MSG_FASTOPEN.
+        """
+        data = _gather(buffers, "sendmsg() argument 1 must be an iterable")
+        bad_cmsg = _bad_cmsg(ancdata)
+        if address is not None:
+            _check_address(address, "sendmsg")
+
+        def attempt() -> int:
+            if bad_cmsg and (self.state == ESTABLISHED or self.state == CLOSE_WAIT):
+                raise_errno(errno.EINVAL)  # sock_cmsg_send failed: tcp_sendmsg says EINVAL
+            return self._send_now(data)  # else the state's own error first (EPIPE, EAGAIN, ...)
+
+        if self.timeout_ns is None and not flags & _MSG_DONTWAIT and not bad_cmsg:
+            return self._blocking_send(data, "sendmsg")
+        return self._blocking_call(attempt, KEY_OUT, "sendmsg", flags)
+
+    @_syscall
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> tuple[bytes, list[Any], int, None]:
+        """tcp_recvmsg through recvmsg(2): (data, ancdata, msg_flags, address). TCP fills in
+        no address (msg_namelen 0: CPython gives None) and, with no IP_RECV* option modelled,
+        no ancillary data; msg_flags is 0 (a stream is never MSG_TRUNC)."""
+        bufsize = _index(bufsize)
+        ancbufsize = _index(ancbufsize)
+        if bufsize < 0 or ancbufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        data = self._blocking_call(lambda: self._recv_now(bufsize, flags), KEY_IN, "recvmsg", flags)
+        return data, [], 0, None
+
+    @_syscall
+    def recvmsg_into(self, buffers: Iterable[Any], ancbufsize: int = 0,
+                     flags: int = 0) -> tuple[int, list[Any], int, None]:
+        """recvmsg with an iovec: one receive of up to the buffers' total size, scattered."""
+        views = [memoryview(b).cast("B") for b in buffers]
+        ancbufsize = _index(ancbufsize)
+        if ancbufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        total = sum(len(v) for v in views)
+        data = self._blocking_call(lambda: self._recv_now(total, flags), KEY_IN, "recvmsg_into", flags)
+        offset = 0
+        for view in views:
+            if offset >= len(data):
+                break
+            chunk = data[offset : offset + len(view)]
+            view[: len(chunk)] = chunk
+            offset += len(chunk)
+        return len(data), [], 0, None
+
     def _cleanup_rbuf(self) -> None:
         """tcp_cleanup_rbuf: after the reader drained data, advertise a window that grew a lot.
 
@@ -985,6 +1051,12 @@ class TcpSocket:
                 value = int(self.reuseaddr)
             elif optname == _socket.SO_TYPE:
                 value = _socket.SOCK_STREAM
+            elif optname == _socket.SO_PROTOCOL:
+                # sk->sk_protocol: inet_create resolved proto 0 to IPPROTO_TCP, so this is 6
+                # whatever socket() was given (Python's `.proto` keeps what was passed).
+                value = _socket.IPPROTO_TCP
+            elif optname == _socket.SO_DOMAIN:
+                value = _socket.AF_INET
             elif optname == _socket.SO_ACCEPTCONN:
                 value = int(self.state == LISTEN)
             elif optname == _socket.SO_KEEPALIVE:
@@ -1883,6 +1955,67 @@ class DupSocket:
     setsockopt = _forward(TcpSocket.setsockopt)
     getsockopt = _forward(TcpSocket.getsockopt)
     dup = _forward(TcpSocket.dup)
+    sendmsg = _forward(TcpSocket.sendmsg)
+    recvmsg = _forward(TcpSocket.recvmsg)
+    recvmsg_into = _forward(TcpSocket.recvmsg_into)
+
+
+def _index(value: Any) -> int:
+    """An int argument as CPython's "i"/"n" converters take it (TypeError for a float)."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer") from None
+
+
+def _gather(buffers: Any, message: str) -> bytes:
+    """sendmsg's iovec: any iterable of bytes-like objects, concatenated."""
+    try:
+        items = list(buffers)
+    except TypeError:
+        raise TypeError(message) from None
+    out = bytearray()
+    for item in items:
+        try:
+            out += memoryview(item).cast("B")
+        except TypeError:
+            raise TypeError(f"a bytes-like object is required, not '{type(item).__name__}'") from None
+    return bytes(out)
+
+
+# SOL_SOCKET control messages __sock_cmsg_send accepts, with the payload size it requires
+# (None: any; SCM_RIGHTS and SCM_CREDENTIALS are skipped unread on a non-AF_UNIX socket).
+_SOL_SOCKET_CMSGS: dict[int, int | None] = {
+    _socket.SCM_RIGHTS: None,
+    getattr(_socket, "SCM_CREDENTIALS", 2): None,
+    getattr(_socket, "SO_MARK", 36): 4,
+    37: 4,  # SO_TIMESTAMPING_OLD
+    getattr(_socket, "SO_PRIORITY", 12): 4,
+    61: 8,  # SCM_TXTIME
+}
+
+
+def _bad_cmsg(ancdata: Any) -> bool:
+    """Check sendmsg's ancdata as CPython parses it (TypeError for a malformed item); True if
+    Linux's sock_cmsg_send would refuse one of them (EINVAL from tcp_sendmsg)."""
+    try:
+        items = list(ancdata)
+    except TypeError:
+        raise TypeError("sendmsg() argument 2 must be an iterable") from None
+    bad = False
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != 3:
+            raise TypeError("[sendmsg() ancillary data items]() argument must be sequence of length 3")
+        level, kind, data = _index(item[0]), _index(item[1]), memoryview(item[2])
+        if level != _socket.SOL_SOCKET:
+            continue  # sock_cmsg_send: only SOL_SOCKET is looked at
+        if kind not in _SOL_SOCKET_CMSGS:
+            bad = True
+            continue
+        size = _SOL_SOCKET_CMSGS[kind]
+        if size is not None and data.nbytes != size:
+            bad = True
+    return bad
 
 
 def _as_bytes(data: Any) -> bytes:
