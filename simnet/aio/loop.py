@@ -18,6 +18,7 @@ that user programs meet asyncio's real transports, streams, protocols and TLS:
 from __future__ import annotations
 
 import asyncio
+import gc
 import selectors
 import threading
 import weakref
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from simnet.aio.fence import FENCE
 from simnet.aio.world import World, current_host
-from simnet.kernel.network import DISTINCT_FD_BASE, FDS_PER_HOST, NS_PER_S
+from simnet.kernel.network import _GC_YOUNG_THRESHOLD, DISTINCT_FD_BASE, FDS_PER_HOST, NS_PER_S
 
 if TYPE_CHECKING:
     from simnet.kernel.epoll import Epoll
@@ -210,9 +211,16 @@ class SimEventLoop(asyncio.SelectorEventLoop):
 
     def run_forever(self) -> None:
         FENCE.enter(self._world)
+        # As Network.run does: a simulation keeps many long-lived objects and makes few cycles,
+        # so the young-generation collections CPython makes every 700 allocations re-scan the
+        # same survivors. Collect less often while the loop runs; results never depend on it.
+        thresholds = gc.get_threshold()
+        if thresholds[0] and thresholds[0] < _GC_YOUNG_THRESHOLD:
+            gc.set_threshold(_GC_YOUNG_THRESHOLD, max(thresholds[1], 50), max(thresholds[2], 100))
         try:
             super().run_forever()
         finally:
+            gc.set_threshold(*thresholds)
             FENCE.exit()
 
     def close(self) -> None:

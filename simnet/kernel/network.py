@@ -307,19 +307,42 @@ class Network:
                     return True
         env = self.env
         deadline = None if timeout_ns is None else env._now + timeout_ns
-        wake = env.event()
-        for ep in epolls:
-            ep.waiter = wake
-        try:
-            self.run_ns(deadline, stop=wake)
-        finally:
+        # Network.run_ns's loop, checking the epolls after each event instead of waking a simpy
+        # event: a selector waits once per turn of an event loop, so this is a hot path. (The
+        # caller raises the GC threshold for the whole run, as Network.run does per call.)
+        queue = env._queue
+        step = env.step
+        heappop = heapq.heappop
+        while queue:
+            head = queue[0]
+            event = head[3]
+            if type(event) is Timer and not event.active:  # _is_dead, inlined: hot loop
+                heappop(queue)
+                event.queued = False
+                self.timers_skipped += 1
+                continue
+            if deadline is not None and head[0] > deadline:
+                break
+            step()
             for ep in epolls:
-                if ep.waiter is wake:
-                    ep.waiter = None
-        if wake.triggered:
-            return True
+                if ep.ready:
+                    # What else happens at this very instant happens before the waiter runs (a
+                    # woken task runs after the softirqs of its moment): so two segments that
+                    # arrive together are both reported, in whatever order the caller picks.
+                    now = env._now
+                    while queue and queue[0][0] == now:
+                        event = queue[0][3]
+                        if type(event) is Timer and not event.active:
+                            heappop(queue)
+                            event.queued = False
+                            self.timers_skipped += 1
+                            continue
+                        step()
+                    return True
         if deadline is None:
             raise SimulationDeadlock(f"nothing can wake the waiting epolls: nothing is pending at t={self.now:.6f}s")
+        if env._now < deadline:
+            env._now = deadline
         return False
 
     @property
