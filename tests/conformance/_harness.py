@@ -62,10 +62,22 @@ class Backend:
     addr: str = ADDR
     sysctl: dict[str, Any]
 
-    def socket(self) -> Any:  # AF_INET, SOCK_STREAM
+    def socket(self, proto: int = 0) -> Any:  # AF_INET, SOCK_STREAM
         raise NotImplementedError
 
-    def epoll(self) -> Any:
+    def epoll(self, sizehint: int = -1, flags: int = 0) -> Any:
+        raise NotImplementedError
+
+    def epoll_fromfd(self, fd: int) -> Any:
+        """select.epoll.fromfd: a second object for the same epoll fd."""
+        raise NotImplementedError
+
+    def select(self, rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None) -> Any:
+        """select.select."""
+        raise NotImplementedError
+
+    def poll(self) -> Any:
+        """select.poll()."""
         raise NotImplementedError
 
     def settle(self, seconds: float) -> None:
@@ -109,18 +121,37 @@ class RealBackend(Backend):
         self.sysctl = {k: _read_proc(p) for k, p in _PROC.items()}
         self.sysctl.update({k: _read_proc_or(p, d) for k, (p, d) in OPTIONAL_SYSCTL.items()})
 
-    def socket(self) -> socket.socket:
-        s = _TrackedSocket(socket.AF_INET, socket.SOCK_STREAM)
+    def socket(self, proto: int = 0) -> socket.socket:
+        s = _TrackedSocket(socket.AF_INET, socket.SOCK_STREAM, proto)
         s._registry = self._objs
         self._objs.append(s)
         return s
 
-    def epoll(self) -> Any:
+    def epoll(self, sizehint: int = -1, flags: int = 0) -> Any:
         import select
 
-        ep = select.epoll()
+        ep = select.epoll(sizehint, flags)
         self._objs.append(ep)
         return ep
+
+    def epoll_fromfd(self, fd: int) -> Any:
+        import select
+
+        # Tracked (closed before the epoll it wraps, in reverse order): an untracked one would
+        # close the fd number whenever it is collected, whatever file has the number by then.
+        ep = select.epoll.fromfd(fd)
+        self._objs.append(ep)
+        return ep
+
+    def select(self, rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None) -> Any:
+        import select
+
+        return select.select(rlist, wlist, xlist, timeout)
+
+    def poll(self) -> Any:
+        import select
+
+        return select.poll()
 
     def settle(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -160,11 +191,20 @@ class SimBackend(Backend):
             v = getattr(sc, k, None)
             self.sysctl[k] = int(v) if v is not None else _read_proc_or(path, default)
 
-    def socket(self) -> Any:
-        return self.host.socket()
+    def socket(self, proto: int = 0) -> Any:
+        return self.host.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
 
-    def epoll(self) -> Any:
-        return self.host.epoll()
+    def epoll(self, sizehint: int = -1, flags: int = 0) -> Any:
+        return self.host.epoll(sizehint, flags)
+
+    def epoll_fromfd(self, fd: int) -> Any:
+        return self.host.epoll_fromfd(fd)
+
+    def select(self, rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None) -> Any:
+        return self.host.select(rlist, wlist, xlist, timeout)
+
+    def poll(self) -> Any:
+        return self.host.poll()
 
     def settle(self, seconds: float) -> None:
         self.net.run(until=self.net.now + seconds)
