@@ -91,6 +91,12 @@ def new_socket(world: World, family: int = -1, type: int = -1, proto: int = -1, 
                 f"socket.socket(fileno={fileno!r}): not a simulated socket of host {world.name_of(host.ip)!r}; "
                 "a real fd cannot enter the simulation",
             )
+        if sim.fd != fileno or sim.closed_fd:  # type: ignore[union-attr]
+            # The fd a dup() made and detach() let go: a handle for that fd on the same file,
+            # taking over the reference the detached object held.
+            from simnet.kernel.tcp import DupSocket
+
+            return SimSocket.wrap(host, DupSocket(sim, fileno))  # type: ignore[arg-type]
         return SimSocket.wrap(host, sim)  # type: ignore[arg-type]
     family = _socket.AF_INET if family in (-1, None) else family
     type = _socket.SOCK_STREAM if type in (-1, None) else type

@@ -178,13 +178,13 @@ class SimSocket(_RealSocket):
         return self._live().send(data, flags)
 
     def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
-        sim = self._live()
-        sendmsg = getattr(sim, "sendmsg", None)
-        if sendmsg is not None:
-            return sendmsg(buffers, ancdata, flags, address)  # type: ignore[no-any-return]
-        if ancdata:
-            raise_errno(errno.EINVAL)
-        return sim.send(b"".join(bytes(b) for b in buffers), flags)
+        return self._live().sendmsg(buffers, ancdata, flags, address)  # type: ignore[union-attr]
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> Any:
+        return self._live().recvmsg(bufsize, ancbufsize, flags)  # type: ignore[union-attr]
+
+    def recvmsg_into(self, buffers: Any, ancbufsize: int = 0, flags: int = 0) -> Any:
+        return self._live().recvmsg_into(buffers, ancbufsize, flags)  # type: ignore[union-attr]
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         # os.sendfile would need a real fd: send through the buffers instead, as socket.sendfile
@@ -204,12 +204,6 @@ class SimSocket(_RealSocket):
         self._live().setsockopt(level, optname, value, optlen)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
-        if level == _socket.SOL_SOCKET and optname == getattr(_socket, "SO_PROTOCOL", 38) and not buflen:
-            self._live()
-            return _socket.IPPROTO_TCP
-        if level == _socket.SOL_SOCKET and optname == getattr(_socket, "SO_DOMAIN", 39) and not buflen:
-            self._live()
-            return self._family
         if buflen is None:
             return self._live().getsockopt(level, optname)
         return self._live().getsockopt(level, optname, buflen)

@@ -329,3 +329,35 @@ def test_pcap_of_an_asyncio_run(tmp_path: pytest.TempPathFactory) -> None:
     data = path.read_bytes()
     assert data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")  # pcap magic (us or ns)
     assert b"echo captured\n" in data
+
+
+def test_socket_methods_frameworks_call() -> None:
+    async def main() -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, peer = listener.accept()
+        assert conn.proto == socket.IPPROTO_TCP  # inherited from the listener, as CPython does
+        assert client.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL) == socket.IPPROTO_TCP
+        assert client.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
+        assert client.sendmsg([b"gath", memoryview(b"ered")]) == 8
+        assert conn.recv(100) == b"gathered"
+        twin = conn.dup()
+        assert twin.fileno() != conn.fileno()
+        conn.close()
+        twin.sendall(b"still open")  # the file lives while a dup holds it
+        assert client.recv(100) == b"still open"
+        fd = twin.detach()  # the fd stays open; a new object can take it over
+        assert twin.fileno() == -1
+        again = socket.socket(fileno=fd)
+        assert again.getpeername() == client.getsockname()
+        again.close()
+        assert client.recv(100) == b""  # the last close sent the FIN
+        for sock in (client, listener):
+            sock.close()
+        with pytest.raises(OSError):
+            client.send(b"x")
+
+    sa.run(main())
