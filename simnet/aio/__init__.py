@@ -33,6 +33,10 @@ _T = TypeVar("_T")
 # `simnet run`'s default one-way latency between hosts (simnet/run.py RunConfig.latency).
 DEFAULT_LATENCY = 0.001
 DEFAULT_SETTLE = 1.0
+# With schedule="explore", each segment between hosts takes up to this much longer, drawn from
+# the seed (links stay FIFO): what a real wire leaves open -- which of two nearly simultaneous
+# segments from different hosts arrives first -- varies with the seed.
+SCHEDULE_JITTER = 1e-6
 # What time.time() reads at virtual time 0: 2026-01-01T00:00:00Z (a date, not 1970, so that
 # programs that print or compare dates see a plausible one). The same for every run.
 DEFAULT_EPOCH = 1_767_225_600.0
@@ -159,6 +163,7 @@ def new_event_loop(
         faults=fault_schedule,
         distinct_fds=True,
         pcap=pcap,
+        delivery_jitter=0.0 if schedule == "fixed" else SCHEDULE_JITTER,
     )
     world.bind(net)
     world.virtual_clock = virtual_clock

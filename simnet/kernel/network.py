@@ -3,8 +3,9 @@
 Time is simpy's clock in integer nanoseconds, so that no float rounding can make two runs differ.
 Every random choice (ephemeral ports) comes from the one `random.Random(seed)` owned by the
 Network; fault decisions (simnet/faults.py) come from a second one derived from the seed, which
-exists only when faults are configured, so that fault-free runs draw exactly what they always did. Initial sequence numbers are made as Linux makes them, a keyed hash of the
-4-tuple plus the clock, with the key derived from the seed.
+exists only when faults are configured, so that fault-free runs draw exactly what they always
+did. Initial sequence numbers are made as Linux makes them, a keyed hash of the 4-tuple plus the
+clock, with the key derived from the seed.
 
 Delivery follows what LINUX.md calls its "important general finding": on loopback, a packet takes
 effect synchronously, inside the syscall that sent it. The model does the same: segments on a
@@ -25,7 +26,8 @@ import heapq
 import ipaddress
 import os
 import random
-from typing import IO, TYPE_CHECKING, Any, Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 import simpy
@@ -117,6 +119,7 @@ class Network:
         log_segments: bool = False,
         faults: FaultSchedule | None = None,
         distinct_fds: bool = False,
+        delivery_jitter: float = 0.0,
         pcap: str | os.PathLike[str] | IO[bytes] | None = None,
     ) -> None:
         self.seed = seed
@@ -125,6 +128,15 @@ class Network:
         # n-th host), so that one event loop can key the fds of many hosts (simnet.aio) and a
         # simulated fd handed to a real os.read() meets EBADF instead of a real file.
         self.distinct_fds = distinct_fds
+        # Schedule exploration (simnet.aio): up to this much extra delay per segment between
+        # hosts, from an RNG of its own derived from the seed (so runs without it draw exactly
+        # what they always did), keeping each link FIFO (_send_in_order). 0: off.
+        self._delivery_jitter_ns = seconds_to_ns(delivery_jitter)
+        self._jitter_rng: random.Random | None = None
+        self._link_fifo: dict[tuple[str, str], int] = {}
+        if self._delivery_jitter_ns > 0:
+            jitter_key = hashlib.blake2b(f"simnet delivery jitter {seed!r}".encode(), digest_size=8).digest()
+            self._jitter_rng = random.Random(int.from_bytes(jitter_key, "big"))
         self.env = simpy.Environment()
         self.rng = random.Random(seed)
         # net_secret of secure_tcp_seq, derived from the seed without drawing from the RNG.
@@ -300,11 +312,14 @@ class Network:
             return False
         for ep in epolls:
             short_io = ep.host.short_io
-            if short_io is not None and short_io.spurious_wakeup:
-                # As Epoll._wait_gen: an injected EINTR-like wake-up before the wait begins.
-                if self.fault_rng.random() < short_io.spurious_wakeup:  # type: ignore[union-attr]
-                    self.counters["spurious_wakeups"] += 1
-                    return True
+            # As Epoll._wait_gen: an injected EINTR-like wake-up before the wait begins.
+            if (
+                short_io is not None
+                and short_io.spurious_wakeup
+                and self.fault_rng.random() < short_io.spurious_wakeup  # type: ignore[union-attr]
+            ):
+                self.counters["spurious_wakeups"] += 1
+                return True
         env = self.env
         deadline = None if timeout_ns is None else env._now + timeout_ns
         # Network.run_ns's loop, checking the epolls after each event instead of waking a simpy
@@ -435,8 +450,27 @@ class Network:
             return
         if latency == 0:
             self._softirq.append((dst_host, seg))
-        else:
+        elif self._jitter_rng is None:
             _Delivery(self.env, latency, dst_host, seg)
+        else:
+            self._send_in_order(src_host.ip, dst_host, seg, latency)
+
+    def _send_in_order(self, src_ip: str, dst_host: Host, seg: Segment, delay_ns: int) -> None:
+        """Deliver after `delay_ns` plus up to delivery_jitter more, drawn from the seed, but
+        never before a segment sent earlier on the same link: a wire is a FIFO, so the jitter
+        moves segments of different links past each other, never those of one connection."""
+        rng = self._jitter_rng
+        if rng is None or delay_ns <= 0:
+            self._send_after(dst_host, seg, delay_ns)
+            return
+        now = self.env._now
+        when = now + delay_ns + rng.randrange(self._delivery_jitter_ns + 1)
+        key = (src_ip, dst_host.ip)
+        last = self._link_fifo.get(key, 0)
+        if when < last:
+            when = last
+        self._link_fifo[key] = when
+        _Delivery(self.env, when - now, dst_host, seg)
 
     def _send_after(self, dst_host: Host, seg: Segment, delay_ns: int) -> None:
         if delay_ns <= 0:
@@ -500,7 +534,7 @@ class Network:
                 return
         link = self._faults_for(src, dst)
         if link is None:
-            self._send_after(dst_host, seg, latency)
+            self._send_in_order(src, dst_host, seg, latency)
             return
         rng = self.fault_rng
         assert rng is not None
@@ -515,7 +549,9 @@ class Network:
             delay += seconds_to_ns(link.reorder_delay)
             if self.log_segments:
                 self.log(seg, "reordered: held back")
-        self._send_after(dst_host, seg, delay)
+            self._send_after(dst_host, seg, delay)  # out of order on purpose: past the FIFO
+        else:
+            self._send_in_order(src, dst_host, seg, delay)
         if link.duplicate and rng.random() < link.duplicate:
             self.counters["duplicated"] += 1
             if self.log_segments:
@@ -550,7 +586,8 @@ class Network:
             return False
         targets = [sock]
         if not one_sided:
-            peer_host = host if sock.remote[0] == ip or sock.remote[0].startswith("127.") else self.hosts.get(sock.remote[0])
+            loopback = sock.remote[0] == ip or sock.remote[0].startswith("127.")
+            peer_host = host if loopback else self.hosts.get(sock.remote[0])
             peer = None if peer_host is None else peer_host.connections.get((sock.remote, sock.local))
             if peer is not None:
                 targets.append(peer)

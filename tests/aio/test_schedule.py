@@ -138,3 +138,36 @@ def test_same_seed_same_segment_log_whatever_pythonhashseed() -> None:
         )
         digests.add(out.stdout.strip())
     assert digests == {here}
+
+
+async def nearly_simultaneous_clients() -> list[str]:
+    """Client b writes 0.3 us after client a, from another host at the same distance: on a
+    real network either may arrive first."""
+    arrivals: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        arrivals.append((await reader.readline()).decode().strip())
+        writer.close()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handler, "0.0.0.0", 80)
+        await server.serve_forever()
+
+    async def client(name: str, delay: float) -> None:
+        reader, writer = await asyncio.open_connection("server", 80)
+        await asyncio.sleep(1 - asyncio.get_running_loop().time() + delay)  # both connected by 1 s
+        writer.write(name.encode() + b"\n")
+        await reader.read()
+        writer.close()
+
+    sa.spawn(serve(), host="server")
+    await asyncio.sleep(0)
+    await asyncio.gather(sa.spawn(client("a", 0), host="a"), sa.spawn(client("b", 0.3e-6), host="b"))
+    return arrivals
+
+
+def test_delivery_jitter_lets_nearly_simultaneous_segments_swap() -> None:
+    explored = {tuple(sa.run(nearly_simultaneous_clients(), seed=seed)) for seed in range(16)}
+    assert explored == {("a", "b"), ("b", "a")}
+    fixed = {tuple(sa.run(nearly_simultaneous_clients(), seed=seed, schedule="fixed")) for seed in range(4)}
+    assert fixed == {("a", "b")}  # without exploration, the earlier write always wins
