@@ -124,6 +124,17 @@ def _block(host: Host, check: Callable[[], Any], fds: Sequence[int], timeout_ns:
     return net.drive(net.env.process(_wait_gen(host, check, fds, timeout_ns)), what)
 
 
+def _block_co(host: Host, check: Callable[[], Any], fds: Sequence[int],
+              timeout_ns: int | None) -> Generator[Any, Any, Any]:
+    """_block for a simulated process: the wait is a `yield from`, not a drive of the clock."""
+    if timeout_ns == 0:
+        try:
+            return check()
+        finally:
+            host.net.drain()
+    return (yield from _wait_gen(host, check, fds, timeout_ns))
+
+
 # -- select ------------------------------------------------------------------------------------
 
 
@@ -143,6 +154,22 @@ def _select_timeout_ns(timeout: Any) -> int | None:
 def select(host: Host, rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None
            ) -> tuple[list[Any], list[Any], list[Any]]:
     """select.select on `host`'s fds (see the module docstring)."""
+    check, fds, timeout_ns = _prepare_select(host, rlist, wlist, xlist, timeout)
+    result = _block(host, check, fds, timeout_ns, f"select(timeout={timeout})")
+    return ([], [], []) if result is None else result  # type: ignore[no-any-return]
+
+
+def co_select(host: Host, rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None
+              ) -> Generator[Any, Any, tuple[list[Any], list[Any], list[Any]]]:
+    """select for simulated processes: `r, w, x = yield from co_select(host, [s], [], [], 1.0)`."""
+    check, fds, timeout_ns = _prepare_select(host, rlist, wlist, xlist, timeout)
+    result = yield from _block_co(host, check, fds, timeout_ns)
+    return ([], [], []) if result is None else result  # type: ignore[no-any-return]
+
+
+def _prepare_select(host: Host, rlist: Any, wlist: Any, xlist: Any, timeout: float | None
+                    ) -> tuple[Callable[[], Any], list[int], int | None]:
+    """CPython's argument checks and Linux's EBADF check; the readiness test to re-run."""
     sets: list[list[tuple[Any, int]]] = []
     for seq in (rlist, wlist, xlist):
         try:
@@ -178,8 +205,7 @@ def select(host: Host, rlist: Any, wlist: Any, xlist: Any, timeout: float | None
             return r, w, x
         return None
 
-    result = _block(host, check, fds, timeout_ns, f"select(timeout={timeout})")
-    return ([], [], []) if result is None else result
+    return check, fds, timeout_ns
 
 
 # -- poll --------------------------------------------------------------------------------------
@@ -260,4 +286,10 @@ class Poll:
         timeout_ns = _poll_timeout_ns(timeout)
         fds = list(self._fds)
         result = _block(self.host, self._check, fds, timeout_ns, f"poll({timeout})")
-        return [] if result is None else result
+        return [] if result is None else result  # type: ignore[no-any-return]
+
+    def co_poll(self, timeout: float | None = None) -> Generator[Any, Any, list[tuple[int, int]]]:
+        """poll for simulated processes: `events = yield from p.co_poll(1000)`."""
+        timeout_ns = _poll_timeout_ns(timeout)
+        result = yield from _block_co(self.host, self._check, list(self._fds), timeout_ns)
+        return [] if result is None else result  # type: ignore[no-any-return]

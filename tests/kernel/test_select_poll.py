@@ -151,3 +151,28 @@ def test_select_on_an_epoll_fd_reports_it_readable_while_it_has_events() -> None
     assert host.select([ep], [], [], 0) == ([], [], [])
     a.send(b"x")
     assert host.select([ep], [], [], 0) == ([ep], [], [])
+
+
+def test_select_and_poll_have_coroutine_forms_for_simulated_processes() -> None:
+    from simnet.kernel.poll import co_select
+
+    net, server, client, c, a = linked_pair(0.010)
+    seen: list[Any] = []
+
+    def reader() -> Any:
+        r, _, _ = yield from co_select(server, [a], [], [], None)
+        seen.append((net.now_ns, r == [a]))
+        p = server.poll()
+        p.register(a, select.POLLIN)
+        a.recv(10)
+        seen.append((yield from p.co_poll(5)))  # times out: 5 ms, nothing more comes
+
+    def writer() -> Any:
+        yield net.env.timeout(3 * MS)
+        c.send(b"x")
+
+    server.process(reader())
+    client.process(writer())
+    start = net.now_ns
+    net.run()
+    assert seen == [(start + 13 * MS, True), []]
