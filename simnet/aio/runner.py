@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from simnet.aio.loop import SimEventLoop
-from simnet.aio.options import DEFAULT_SETTLE, task_host_of, new_event_loop
+from simnet.aio.options import DEFAULT_SETTLE, new_event_loop, task_host_of
 from simnet.aio.world import MAIN_HOST
 from simnet.kernel.network import Network, SimulationDeadlock
 
