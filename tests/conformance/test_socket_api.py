@@ -157,6 +157,7 @@ def test_select_checks_its_arguments_as_cpython(backend):
     assert raised(backend.select, [a], [], [], "1") == ("TypeError", None)
     assert raised(backend.select, [object()], [], [], 0) == ("TypeError", None)
     assert raised(backend.select, [-1], [], [], 0) == ("ValueError", None)
+    assert raised(backend.select, [5000], [], [], 0) == ("ValueError", None)  # >= FD_SETSIZE
     assert raised(backend.select, [closed_fd(backend)], [], [], 0) == ("OSError", "EBADF")
     s = backend.socket()
     s.close()  # a closed socket object's fileno() is -1
