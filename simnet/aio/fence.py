@@ -78,6 +78,8 @@ class FencedSocket(_RealSocket, metaclass=_SocketClass):
         world = active_world()
         if world is None:
             return _RealSocket(family, type, proto, fileno)
+        if world.recorder is not None:  # run(trace=...): the socket records its calls
+            return world.recorder.opened(new_socket(world, family, type, proto, fileno), family, type, proto, fileno)
         return new_socket(world, family, type, proto, fileno)
 
 
@@ -128,6 +130,8 @@ def _socketpair(family: int = _socket.AF_UNIX, type: int = _socket.SOCK_STREAM, 
     if pair is None:
         raise OSError(errno.EOPNOTSUPP, "socket.socketpair(): not modelled by this simnet kernel")
     a, b = pair()
+    if world.recorder is not None:
+        return world.recorder.paired(SimSocket.wrap(host, a), SimSocket.wrap(host, b), family, type, proto)
     return SimSocket.wrap(host, a), SimSocket.wrap(host, b)
 
 

@@ -175,7 +175,7 @@ class SimEventLoop(asyncio.SelectorEventLoop):
         self._owner_thread = threading.get_ident()
         self._spawned: dict[asyncio.Task[Any], None] = {}  # membership only, never iterated
         self._task_hosts: weakref.WeakKeyDictionary[asyncio.Task[Any], Host] = weakref.WeakKeyDictionary()
-        super().__init__(SimSelector(world))
+        super().__init__(SimSelector(world) if world.recorder is None else world.recorder.selector(world))
         self._clock_resolution = 1e-9
 
     @property
@@ -226,6 +226,8 @@ class SimEventLoop(asyncio.SelectorEventLoop):
     def close(self) -> None:
         super().close()
         self._world.net.stop_capture()  # a pcap file is complete once the loop is closed
+        if self._world.recorder is not None:
+            self._world.recorder.close()  # so is a trace
 
     def time(self) -> float:
         return self._world.net.env._now / NS_PER_S

@@ -104,6 +104,7 @@ def new_event_loop(
     epoch: float = DEFAULT_EPOCH,
     seeded_random: bool = True,
     pcap: Any = None,
+    trace: Any = None,
 ) -> SimEventLoop:
     """A simulated event loop on a new Network (the options as `run` takes them)."""
     if schedule not in ("explore", "fixed"):
@@ -138,6 +139,15 @@ def new_event_loop(
     world.virtual_clock = virtual_clock
     world.epoch_ns = int(round(epoch * 1e9))
     world.seeded_random = seeded_random
+    if trace is not None:
+        # Every socket and epoll call of every host into a program trace (simnet/aio/recorder.py);
+        # set before the loop exists, since the loop makes its selector at once.
+        from simnet.aio.recorder import SimRecorder
+
+        given = {"latency": latency, "loss": loss, "reorder": reorder, "duplicate": duplicate,
+                 "jitter": jitter, "short_io": short_io, "faults": faults, "rcvbuf": rcvbuf,
+                 "sndbuf": sndbuf, "schedule": schedule}  # fmt: skip
+        world.recorder = SimRecorder(world, trace, seed=seed, options=given)
     loop = SimEventLoop(world)
     crash_callbacks = getattr(net, "crash_callbacks", None)  # made when the faults have crashes
     if crash_callbacks is not None:

@@ -38,7 +38,9 @@ def run(
     form or a TOML/JSON path; hosts may be named), rcvbuf, sndbuf, mtu, hosts (name -> pinned
     address), schedule ("explore": the seed also picks the order of simultaneous events;
     "fixed": it does not), log_segments, pcap (a path or binary file: every segment as it
-    crossed the simulated wire, for Wireshark), virtual_clock, epoch, seeded_random, and settle: when
+    crossed the simulated wire, for Wireshark), trace (a path or binary file: every socket and epoll
+    call of every host, docs/trace-format.md; `simnet show` draws it), virtual_clock, epoch,
+    seeded_random, and settle: when
     main() returns, the network runs on for up to this many virtual seconds until it is quiet
     (no segment in flight, nothing unacknowledged), so in-flight FINs arrive before the
     remaining tasks are cancelled.

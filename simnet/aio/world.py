@@ -46,6 +46,8 @@ class World:
         self.virtual_clock = True
         self.epoch_ns = 0
         self.seeded_random = True
+        # simnet.aio.recorder.SimRecorder when the run writes a trace (run(trace=...)), else None.
+        self.recorder: Any = None
         self.random_seed = f"simnet.aio {seed}"
         self.entropy = random.Random(f"simnet.aio urandom {seed}")
         self.address(MAIN_HOST)  # the first host, so that its address never depends on others

@@ -184,6 +184,104 @@ class Exit:
     """Not a syscall: the machine has finished (after a graceful shutdown). Drivers stop here."""
 
 
+# -- what a whole program asks of the kernel (simnet.aio traces, `simnet record`) ----------------
+# The server machine above never needs these; a user's asyncio program does. They follow the same
+# rules (plain fields, the errno name on failure), so the codec derives their encoders as for the
+# rest, and a machine trace never contains them.
+
+
+@attrs.frozen(kw_only=True)
+class OpenSocket:
+    """socket(family, type, proto) -> fd, with the arguments the program passed (type may carry
+    SOCK_NONBLOCK/SOCK_CLOEXEC); `Socket` above is the machine's fixed AF_INET stream socket."""
+
+    family: int
+    type: int
+    proto: int
+
+
+@attrs.frozen(kw_only=True)
+class SocketPair:
+    """socketpair(family, type, proto) -> (fd, fd): asyncio's self-pipe is one."""
+
+    family: int
+    type: int
+    proto: int
+
+
+@attrs.frozen(kw_only=True)
+class Connect:
+    """connect(fd, (host, port)) -> None; a non-blocking socket fails with EINPROGRESS and
+    reports the outcome through GetSockOpt(SO_ERROR). An AF_UNIX path is `host`, port -1."""
+
+    fd: int
+    host: str
+    port: int
+
+
+@attrs.frozen(kw_only=True)
+class GetPeerName:
+    """getpeername(fd) -> (host, port); ENOTCONN before the handshake completes."""
+
+    fd: int
+
+
+@attrs.frozen(kw_only=True)
+class GetSockOpt:
+    """getsockopt(fd, level, name[, buflen]) -> int, or bytes when buflen > 0 (0: not given)."""
+
+    fd: int
+    level: int
+    name: int
+    buflen: int
+
+
+@attrs.frozen(kw_only=True)
+class SetSockOptBytes:
+    """setsockopt(fd, level, name, value) with a packed struct for value (SetSockOpt takes ints)."""
+
+    fd: int
+    level: int
+    name: int
+    value: bytes
+
+
+@attrs.frozen(kw_only=True)
+class GetAddrInfo:
+    """getaddrinfo(host, port, family, type, proto, flags) -> ((family, type, proto, canonname,
+    address), ...). host and port as the program gave them, as text ("" for None)."""
+
+    host: str
+    port: str
+    family: int
+    type: int
+    proto: int
+    flags: int
+
+
+@attrs.frozen(kw_only=True)
+class Clock:
+    """A clock the program read -> integer ns: kind "time" (time.time, time_ns), "monotonic"
+    (time.monotonic, loop.time()) or "perf_counter". Replay answers it from the trace."""
+
+    kind: str
+
+
+@attrs.frozen(kw_only=True)
+class Random:
+    """os.urandom(size) -> bytes (also what seeds the `random` module when recording starts)."""
+
+    size: int
+
+
+@attrs.frozen(kw_only=True)
+class Signal:
+    """Not a syscall: the program's handler for signal `signum` ran here (-> None). Replay runs
+    the handler again at the same place in the call sequence."""
+
+    signum: int
+
+
 Syscall = Union[  # noqa: UP007  (trace/codec.py reads these aliases' members with typing.get_args)
     Socket,
     SetSockOpt,
@@ -199,6 +297,16 @@ Syscall = Union[  # noqa: UP007  (trace/codec.py reads these aliases' members wi
     EpollCtl,
     EpollWait,
     Exit,
+    OpenSocket,
+    SocketPair,
+    Connect,
+    GetPeerName,
+    GetSockOpt,
+    SetSockOptBytes,
+    GetAddrInfo,
+    Clock,
+    Random,
+    Signal,
 ]
 
 SYSCALL_TYPES: dict[str, type] = {
@@ -218,6 +326,16 @@ SYSCALL_TYPES: dict[str, type] = {
         EpollCtl,
         EpollWait,
         Exit,
+        OpenSocket,
+        SocketPair,
+        Connect,
+        GetPeerName,
+        GetSockOpt,
+        SetSockOptBytes,
+        GetAddrInfo,
+        Clock,
+        Random,
+        Signal,
     )
 }
 

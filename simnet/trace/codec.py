@@ -34,6 +34,10 @@ from simnet.server.syscalls import SYSCALL_TYPES, Exit, Result
 FORMAT = "simnet-trace"
 VERSION = 1
 BACKENDS = ("realnet", "simnet")
+# Traces of a whole program rather than of the server machine (docs/trace-format.md, "Program
+# traces"): "simnet.aio" an asyncio program simulated by simnet.aio.run(trace=...), "record" a
+# program recorded live by `simnet record`. Their header describes the program, not an app.
+PROGRAM_BACKENDS = ("simnet.aio", "record")
 
 
 class TraceError(ValueError):
@@ -468,12 +472,41 @@ class TraceHeader:
     """
 
     backend: str
-    app: str
-    app_config: dict[str, Any]
-    server_config: dict[str, Any]
+    # A machine trace's app and configs; empty in a program trace, which has `program` instead.
+    app: str = ""
+    app_config: dict[str, Any] = attrs.field(factory=dict)
+    server_config: dict[str, Any] = attrs.field(factory=dict)
     seed: int | None = None
     clock_origin: int = 0
     meta: dict[str, Any] = attrs.field(factory=dict)
+    # A program trace's program: {"argv": [...], "python": "3.11.9", ...}; None for the machine.
+    program: dict[str, Any] | None = None
+
+    @property
+    def is_program(self) -> bool:
+        """A trace of a whole program (simnet.aio or `simnet record`), not of the server machine."""
+        return self.program is not None
+
+    @classmethod
+    def for_program(
+        cls,
+        *,
+        backend: str,
+        program: Any,
+        seed: int | None = None,
+        clock_origin: int = 0,
+        meta: Any = None,
+    ) -> TraceHeader:
+        """The header of a program trace: `program` says what ran (argv, python version)."""
+        header = cls(
+            backend=backend,
+            program=_json_object(program, "program"),
+            seed=seed,
+            clock_origin=clock_origin,
+            meta=_json_object(meta if meta is not None else {}, "meta"),
+        )
+        header.to_json()
+        return header
 
     @classmethod
     def create(
@@ -500,6 +533,22 @@ class TraceHeader:
         return header
 
     def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any]
+        if self.program is not None:
+            obj = {
+                "format": FORMAT,
+                "version": VERSION,
+                "backend": self.backend,
+                "program": self.program,
+                "seed": self.seed,
+                "clock_origin": self.clock_origin,
+                "meta": self.meta,
+            }
+            try:
+                header_from_json(obj)
+            except _Bad as exc:
+                raise TypeError(f"bad trace header: {exc}") from None
+            return obj
         obj = {
             "format": FORMAT,
             "version": VERSION,
@@ -529,6 +578,8 @@ _HEADER_REQUIRED = (
     "clock_origin",
 )
 _HEADER_KEYS = frozenset(_HEADER_REQUIRED) | {"meta"}
+_PROGRAM_HEADER_REQUIRED = ("format", "version", "backend", "program", "seed", "clock_origin")
+_PROGRAM_HEADER_KEYS = frozenset(_PROGRAM_HEADER_REQUIRED) | {"meta"}
 
 
 def header_from_json(obj: Any) -> TraceHeader:
@@ -543,6 +594,8 @@ def header_from_json(obj: Any) -> TraceHeader:
     version = obj.get("version")
     if type(version) is not int or version != VERSION:
         raise _Bad(f"unsupported trace version {_show(version)}: this simnet reads version {VERSION}")
+    if obj.get("backend") in PROGRAM_BACKENDS:
+        return _program_header_from_json(obj)
     for key in _HEADER_REQUIRED:
         if key not in obj:
             raise _Bad(f"header: missing field {key!r}")
@@ -571,6 +624,34 @@ def header_from_json(obj: Any) -> TraceHeader:
     )
 
 
+def _program_header_from_json(obj: dict[str, Any]) -> TraceHeader:
+    for key in _PROGRAM_HEADER_REQUIRED:
+        if key not in obj:
+            raise _Bad(f"header: missing field {key!r}")
+    unknown = sorted(obj.keys() - _PROGRAM_HEADER_KEYS)
+    if unknown:
+        raise _Bad(f"header: unknown field {unknown[0]!r} (a {obj['backend']} trace describes a program)")
+    program = obj["program"]
+    if type(program) is not dict:
+        raise _Bad(f"header: 'program' must be an object, not {_show(program)}")
+    argv = program.get("argv")
+    if type(argv) is not list or not all(type(a) is str for a in argv):
+        raise _Bad(f"header: 'program' must have 'argv', an array of strings, not {_show(argv)}")
+    if type(obj.get("meta", {})) is not dict:
+        raise _Bad(f"header: 'meta' must be an object, not {_show(obj['meta'])}")
+    if obj["seed"] is not None and type(obj["seed"]) is not int:
+        raise _Bad(f"header: 'seed' must be an integer or null, not {_show(obj['seed'])}")
+    if type(obj["clock_origin"]) is not int:
+        raise _Bad(f"header: 'clock_origin' must be an integer (ns), not {_show(obj['clock_origin'])}")
+    return TraceHeader(
+        backend=obj["backend"],
+        program=program,
+        seed=obj["seed"],
+        clock_origin=obj["clock_origin"],
+        meta=obj.get("meta", {}),
+    )
+
+
 @attrs.frozen(kw_only=True)
 class Record:
     """One line after the header: the `seq`-th request and the result it was handed.
@@ -582,6 +663,8 @@ class Record:
     seq: int
     request: Any
     result: Result | None
+    # The simulated host that made the call, in a simnet.aio trace of several hosts; else None.
+    host: str | None = None
 
     @property
     def line(self) -> int:
@@ -590,12 +673,13 @@ class Record:
 
 _new_record = _builder(Record)
 _new_result = _builder(Result)
-_RECORD_KEYS = frozenset({"seq", "t", "call", "args", "ret", "err", "shutdown"})
+_RECORD_KEYS = frozenset({"seq", "t", "call", "args", "ret", "err", "shutdown", "host"})
 _EXIT_KEYS = frozenset({"seq", "call", "args"})
 
 
-def encode_record(seq: int, request: Any, result: Result | None) -> dict[str, Any]:
-    """The JSON object of one record; raises TypeError if it could not be read back."""
+def encode_record(seq: int, request: Any, result: Result | None, host: str | None = None) -> dict[str, Any]:
+    """The JSON object of one record; raises TypeError if it could not be read back. `host`
+    (a simulated host's name) comes last, so a writer can append it to a line as written."""
     call, args = encode_request(request)
     if result is None:
         if call != "Exit":
@@ -620,6 +704,10 @@ def encode_record(seq: int, request: Any, result: Result | None) -> dict[str, An
         if result.shutdown is not True:
             raise TypeError(f"{result!r}: shutdown must be a bool")
         obj["shutdown"] = True
+    if host is not None:
+        if type(host) is not str:
+            raise TypeError(f"host must be a str, not {type(host).__name__} ({host!r})")
+        obj["host"] = host
     return obj
 
 
@@ -633,6 +721,7 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
     ret: Any = msgspec.UNSET
     err: str | msgspec.UnsetType = msgspec.UNSET
     shutdown: bool = False
+    host: str | None = None
 
 
 # Every errno name this platform knows: a set lookup on the hot path instead of the regex.
@@ -676,7 +765,7 @@ def fast_record_line(line: bytes | str, seq: int) -> Record | None:
             value = decode_value(value)
         except _Bad:
             return None
-    record: Record = _new_record(seq, request, _new_result(value, error, env.t, env.shutdown))
+    record: Record = _new_record(seq, request, _new_result(value, error, env.t, env.shutdown), env.host)
     return record
 
 
@@ -723,8 +812,11 @@ def record_from_json(obj: Any, seq: int) -> Record:
     value = obj.get("ret")
     if value is not None and type(value) is not int:
         value = decode_value(value)
+    host = obj.get("host")
+    if host is not None and type(host) is not str:
+        raise _Bad(f"'host' must be a string (a simulated host's name), not {_show(host)}")
     return Record(
-        seq=seq, request=request, result=Result(value=value, error=error, now=now, shutdown=shutdown)
+        seq=seq, request=request, result=Result(value=value, error=error, now=now, shutdown=shutdown), host=host
     )
 
 

@@ -62,6 +62,8 @@ class _Conn:
     fd: int
     peer: str
     lines: list[str] = attrs.field(factory=list)
+    host: str | None = None  # the simulated host it lives on (program traces of several hosts)
+    connected: bool = False  # made by connect() rather than accept() (program traces)
     mask: int | None = None  # its epoll interest mask; None until registered
     bytes_in: int = 0
     bytes_out: int = 0
@@ -80,7 +82,8 @@ class _Timeline:
     now: int = 0
     server: list[str] = attrs.field(factory=list)
     conns: list[_Conn] = attrs.field(factory=list)
-    by_fd: dict[int, _Conn] = attrs.field(factory=dict)  # open connections
+    # Open connections by (host, fd): fds are per host, and host is None in a machine trace.
+    by_fd: dict[tuple[str | None, int], _Conn] = attrs.field(factory=dict)
     listen_fds: set[int] = attrs.field(factory=set)
     calls: collections.Counter[str] = attrs.field(factory=collections.Counter)
     errors: collections.Counter[str] = attrs.field(factory=collections.Counter)
@@ -96,6 +99,11 @@ class _Timeline:
     longest_out_wait: int = 0
     shutdown_at: int | None = None
     exited: bool = False
+    host: str | None = None  # the host of the record being added
+    # A program's own calls (not on a connection), per host in order of first appearance.
+    host_lines: dict[str | None, list[str]] = attrs.field(factory=dict)
+    clock_reads: int = 0
+    random_reads: int = 0
 
     def at(self, seq: int) -> str:
         return f"{(self.now - self.origin) / 1e6:>+11.3f}ms  #{seq:<6}"
@@ -104,15 +112,19 @@ class _Timeline:
         conn.lines.append(f"  {self.at(seq)} {text}")
 
     def server_line(self, seq: int, text: str) -> None:
-        self.server.append(f"  {self.at(seq)} {text}")
+        line = f"  {self.at(seq)} {text}"
+        self.server.append(line)
+        self.host_lines.setdefault(self.host, []).append(line)
 
     def add(self, rec: Record) -> None:
         req, res = rec.request, rec.result
         name = type(req).__name__
         self.records += 1
+        self.host = rec.host
         if res is None:
             self.exited = True
-            self.server_line(rec.seq, "exit: the machine finished")
+            who = "the program" if self.header.program is not None else "the machine"
+            self.server_line(rec.seq, f"exit: {who} finished")
             return
         self.now = res.now
         self.calls[name] += 1
@@ -136,7 +148,11 @@ class _Timeline:
         self.server_line(seq, f"bind fd {req.fd} to {req.host}:{req.port} -> {_outcome(res)}")
 
     def _GetSockName(self, seq: int, req: sc.GetSockName, res: sc.Result) -> None:
-        self.server_line(seq, f"getsockname fd {req.fd} -> {_outcome(res)}")
+        conn = self.by_fd.get((self.host, req.fd))
+        if conn is not None:  # a program's connection learning its own address
+            self.conn_line(conn, seq, f"getsockname -> {_outcome(res)}")
+        else:
+            self.server_line(seq, f"getsockname fd {req.fd} -> {_outcome(res)}")
 
     def _EpollCreate(self, seq: int, req: sc.EpollCreate, res: sc.Result) -> None:
         self.server_line(seq, f"epoll_create -> {_outcome(res, 'epfd ')}")
@@ -155,9 +171,9 @@ class _Timeline:
             self.server_line(seq, f"accept on fd {req.fd} -> {_outcome(res)}")
             return
         fd, peer = accepted
-        conn = _Conn(number=len(self.conns) + 1, fd=fd, peer=peer)
+        conn = _Conn(number=len(self.conns) + 1, fd=fd, peer=peer, host=self.host)
         self.conns.append(conn)
-        self.by_fd[fd] = conn
+        self.by_fd[(self.host, fd)] = conn
         self.conn_line(conn, seq, f"accept from {conn.peer} -> fd {fd}")
 
     def _Recv(self, seq: int, req: sc.Recv, res: sc.Result) -> None:
@@ -204,7 +220,7 @@ class _Timeline:
             conn.warned_no_out = False
 
     def _EpollCtl(self, seq: int, req: sc.EpollCtl, res: sc.Result) -> None:
-        conn = self.by_fd.get(req.fd)
+        conn = self.by_fd.get((self.host, req.fd))
         text = f"epoll {req.op} {sc.format_events(req.mask)}" if req.op != sc.EPOLL_CTL_DEL else "epoll DEL"
         if not res.ok:
             text += f" -> {res.error}"
@@ -232,7 +248,7 @@ class _Timeline:
             if not (isinstance(event, tuple) and len(event) == 2):
                 continue
             fd, mask = event
-            conn = self.by_fd.get(fd)
+            conn = self.by_fd.get((self.host, fd))
             if conn is None:
                 continue  # the listening socket, mostly: its story is the accepts
             text = (
@@ -269,7 +285,7 @@ class _Timeline:
         self.conn_line(conn, seq, f"shutdown {_HOW.get(req.how, req.how)} -> {_outcome(res)}")
 
     def _Close(self, seq: int, req: sc.Close, res: sc.Result) -> None:
-        conn = self.by_fd.pop(req.fd, None)
+        conn = self.by_fd.pop((self.host, req.fd), None)
         if conn is None:
             self.listen_fds.discard(req.fd)
             self.server_line(seq, f"close fd {req.fd} -> {_outcome(res)}")
@@ -283,7 +299,7 @@ class _Timeline:
         self.conn_line(conn, seq, text)
 
     def _SetSockOpt(self, seq: int, req: sc.SetSockOpt, res: sc.Result) -> None:
-        conn = self.by_fd.get(req.fd)
+        conn = self.by_fd.get((self.host, req.fd))
         option = _SOCKOPTS.get((req.level, req.name), f"level {req.level} name {req.name}")
         text = f"setsockopt {option} = {req.value!r} -> {_outcome(res)}"
         if conn is not None:
@@ -292,12 +308,55 @@ class _Timeline:
             self.server_line(seq, f"{text} (fd {req.fd})")
 
     def _conn(self, seq: int, fd: int) -> _Conn:
-        conn = self.by_fd.get(fd)
+        conn = self.by_fd.get((self.host, fd))
         if conn is None:  # an fd the trace never showed accepted: still give it a timeline
-            conn = _Conn(number=len(self.conns) + 1, fd=fd, peer="(not accepted in this trace)")
+            conn = _Conn(number=len(self.conns) + 1, fd=fd, peer="(not accepted in this trace)", host=self.host)
             self.conns.append(conn)
-            self.by_fd[fd] = conn
+            self.by_fd[(self.host, fd)] = conn
         return conn
+
+    # -- a whole program's calls (program traces: simnet.aio, simnet record) -------------------
+
+    def _Connect(self, seq: int, req: sc.Connect, res: sc.Result) -> None:
+        outcome = "in progress (non-blocking)" if res.error == "EINPROGRESS" else _outcome(res)
+        peer = f"{req.host}:{req.port}"
+        if res.ok or res.error == "EINPROGRESS":
+            conn = _Conn(number=len(self.conns) + 1, fd=req.fd, peer=peer, host=self.host, connected=True)
+            self.conns.append(conn)
+            self.by_fd[(self.host, req.fd)] = conn
+            self.conn_line(conn, seq, f"connect fd {req.fd} to {peer} -> {outcome}")
+        else:
+            self.server_line(seq, f"connect fd {req.fd} to {peer} -> {outcome}")
+
+    def _OpenSocket(self, seq: int, req: sc.OpenSocket, res: sc.Result) -> None:
+        self.server_line(seq, f"socket family {req.family} type {req.type} proto {req.proto} -> {_outcome(res, 'fd ')}")
+
+    def _SocketPair(self, seq: int, req: sc.SocketPair, res: sc.Result) -> None:
+        self.server_line(seq, f"socketpair family {req.family} -> {_outcome(res, 'fds ')}")
+
+    def _GetPeerName(self, seq: int, req: sc.GetPeerName, res: sc.Result) -> None:
+        self._fd_line(seq, req.fd, f"getpeername -> {_outcome(res)}")
+
+    def _GetSockOpt(self, seq: int, req: sc.GetSockOpt, res: sc.Result) -> None:
+        name = "SO_ERROR" if (req.level, req.name) == (sc.SOL_SOCKET, 4) else None
+        option = name or _SOCKOPTS.get((req.level, req.name), f"level {req.level} name {req.name}")
+        self._fd_line(seq, req.fd, f"getsockopt {option} -> {_outcome(res)}")
+
+    def _Clock(self, seq: int, req: sc.Clock, res: sc.Result) -> None:
+        self.clock_reads += 1  # counted: a program reads the clock at every turn of its loop
+
+    def _Random(self, seq: int, req: sc.Random, res: sc.Result) -> None:
+        self.random_reads += 1
+
+    def _Signal(self, seq: int, req: sc.Signal, res: sc.Result) -> None:
+        self.server_line(seq, f"signal {req.signum}: the program's handler ran")
+
+    def _fd_line(self, seq: int, fd: int, text: str) -> None:
+        conn = self.by_fd.get((self.host, fd))
+        if conn is not None:
+            self.conn_line(conn, seq, text)
+        else:
+            self.server_line(seq, f"{text} (fd {fd})")
 
     # -- output --------------------------------------------------------------------------------
 
@@ -305,25 +364,37 @@ class _Timeline:
         h = self.header
         span = (self.now - self.origin) / 1e6
         seed = "-" if h.seed is None else str(h.seed)
-        out = [
-            f"{path}: {h.backend} trace of app {h.app!r}, seed {seed}, {self.records} records over {span:.3f}ms"
-        ]
+        if h.program is not None:
+            argv = " ".join(str(a) for a in h.program.get("argv", [])) or "?"
+            what = f"program {argv!r}"
+        else:
+            what = f"app {h.app!r}"
+        out = [f"{path}: {h.backend} trace of {what}, seed {seed}, {self.records} records over {span:.3f}ms"]
         if not summary_only:
-            if only_conn is None:
+            if only_conn is None and h.program is not None:
+                for host, lines in self.host_lines.items():
+                    out += ["", "program" if host is None else f"host {host}"] + lines
+            elif only_conn is None:
                 out += ["", "server"] + self.server
             for conn in self.conns:
                 if only_conn is not None and conn.number != only_conn:
                     continue
                 state = "closed" if conn.closed else "still open at the end of the trace"
                 ended = f", peer sent {conn.ended}" if conn.ended else ""
+                where = "" if conn.host is None else f" on {conn.host}"
+                how = " (connected)" if conn.connected else ""
                 out += [
                     "",
-                    f"connection #{conn.number}: fd {conn.fd}, peer {conn.peer}, "
+                    f"connection #{conn.number}{where}: fd {conn.fd}, peer {conn.peer}{how}, "
                     f"{conn.bytes_in} bytes in, {conn.bytes_out} bytes out{ended}, {state}",
                 ]
                 out += conn.lines
         out += ["", "summary"] + self.summary()
         return "\n".join(out) + "\n"
+
+    def _made(self) -> str:
+        connected = sum(c.connected for c in self.conns)
+        return _made_text(len(self.conns) - connected, connected)
 
     def summary(self) -> list[str]:
         calls = "  ".join(f"{n} {c}" for n, c in sorted(self.calls.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -334,7 +405,7 @@ class _Timeline:
         lines = [
             f"  syscalls     {sum(self.calls.values())}: {calls or 'none'}",
             f"  errors       {errors or 'none'}",
-            f"  connections  {len(self.conns)} accepted, {sum(c.closed for c in self.conns)} closed"
+            f"  connections  {self._made()}, {sum(c.closed for c in self.conns)} closed"
             + "".join(f", {n} {kind}" for kind, n in sorted(ended.items())),
             f"  recv         {self.calls['Recv']} calls, {self.eagain_recvs} EAGAIN",
             f"  send         {self.sends} calls, {self.partial_sends} partial, {self.eagain_sends} EAGAIN",
@@ -348,17 +419,23 @@ class _Timeline:
             f"  epoll_wait   {self.waits} calls, {self.empty_waits} returned no events",
             f"  accept       {self.calls['Accept']} calls, {self.eagain_accepts} EAGAIN",
         ]
+        if self.clock_reads or self.random_reads:
+            lines.append(f"  read         the clock {self.clock_reads} times, randomness {self.random_reads} times")
         if self.shutdown_at is not None:
             lines.append(f"  shutdown     requested at {(self.shutdown_at - self.origin) / 1e6:+.3f}ms")
         lines.append(
             "  end          "
             + (
-                "the machine exited"
+                ("the program exited" if self.header.program is not None else "the machine exited")
                 if self.exited
                 else "the trace ends without Exit (the recording was cut short)"
             )
         )
         return lines
+
+
+def _made_text(accepted: int, connected: int) -> str:
+    return f"{accepted} accepted" + (f", {connected} connected" if connected else "")
 
 
 def _accepted(res: sc.Result) -> tuple[int, str] | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import IO, Any, NoReturn, Protocol
 
 from simnet.server.syscalls import EpollWait, Exit, Result
-from simnet.trace.codec import TraceHeader, header_line, record_line
+from simnet.trace.codec import TraceHeader, _encode_json, header_line, record_line
 
 
 class TraceWriter:
@@ -66,13 +66,19 @@ class TraceWriter:
         """How many records (Exit included) have been recorded so far."""
         return self._seq
 
-    def record(self, request: Any, result: Result | None) -> None:
-        """Append the record of `request` and the `result` it was handed (None only for Exit)."""
+    def record(self, request: Any, result: Result | None, host: str | None = None) -> None:
+        """Append the record of `request` and the `result` it was handed (None only for Exit);
+        `host` names the simulated host that made the call, in a trace of several hosts."""
         # Called once per syscall while recording: one flag tested, the attributes read once.
         if self._refusing:
             self._refuse(request)
         seq = self._seq + 1
         line = record_line(seq, request, result)
+        if host is not None:
+            # "host" is the last key (codec.encode_record): the line as written, with it added.
+            if type(host) is not str or result is None:
+                raise TypeError(f"record({request!r}): host must be a str, on a record with a result")
+            line = line[:-2] + b',"host":' + _encode_json(host) + b"}\n"
         self._seq = seq
         self._buffer.append(line)
         self._buffered += len(line)
