@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -258,3 +259,89 @@ def test_a_crashed_server_host_ends_its_tasks_and_the_client_sees_it() -> None:
         return "answered"
 
     assert sa.run(main(), faults=faults) == "timed out"
+
+
+async def _echo_service_and_client(lines: int, gap: float) -> tuple[list[bytes], str]:
+    """An echo server on "server"; a client on main writes `lines` lines `gap` apart and reads
+    each answer; returns the answers and how the connection ended."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                writer.write(line)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handler, "0.0.0.0", 80)
+        await server.serve_forever()
+
+    sa.spawn(serve(), host="server")
+    await asyncio.sleep(0)
+    reader, writer = await asyncio.open_connection("server", 80)
+    answers: list[bytes] = []
+    try:
+        for i in range(lines):
+            writer.write(b"%d\n" % i)
+            answers.append(await asyncio.wait_for(reader.readline(), 30))
+            await asyncio.sleep(gap)
+        end = "ok"
+    except ConnectionResetError:
+        end = "reset"
+    except TimeoutError:
+        end = "timeout"
+    writer.close()
+    return answers, end
+
+
+def test_an_injected_rst_named_by_host_reaches_the_program_as_connection_reset() -> None:
+    faults = {"rsts": [{"host": "server", "at": 1.0, "nth": 1}]}
+    answers, end = sa.run(_echo_service_and_client(5, 0.5), faults=faults)
+    assert end == "reset"
+    assert answers[:2] == [b"0\n", b"1\n"]  # the exchanges before 1 s went through
+
+
+def test_a_hold_delays_then_releases_in_order() -> None:
+    faults = {"holds": [{"a": "server", "b": "main", "start": 0.5, "end": 2.5}]}
+
+    async def main() -> tuple[list[bytes], str, float]:
+        answers, end = await _echo_service_and_client(3, 0.4)
+        return answers, end, asyncio.get_running_loop().time()
+
+    answers, end, finished = sa.run(main(), faults=faults)
+    assert (answers, end) == ([b"0\n", b"1\n", b"2\n"], "ok")
+    assert finished > 2.5  # the held exchange waited for the release
+
+
+def test_duplication_jitter_and_spurious_wakeups_change_nothing_a_correct_program_sees() -> None:
+    faults = {"links": [{"duplicate": 0.2, "jitter": ["uniform", 0, 0.002]}], "short_io": [{"spurious_wakeup": 0.3}]}
+
+    async def main() -> tuple[list[bytes], str, dict[str, int]]:
+        answers, end = await _echo_service_and_client(20, 0.01)
+        counters = sa.network().counters
+        return answers, end, {k: counters[k] for k in ("duplicated", "spurious_wakeups")}
+
+    answers, end, counters = sa.run(main(), seed=4, faults=faults)
+    assert (answers, end) == ([b"%d\n" % i for i in range(20)], "ok")
+    assert counters["duplicated"] > 0 and counters["spurious_wakeups"] > 0
+
+
+def test_a_run_logs_no_stdlib_noise_at_its_end(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> tuple[list[bytes], str]:
+        return await _echo_service_and_client(3, 0.1)  # returns with the server still serving
+
+    with caplog.at_level("WARNING"):
+        assert sa.run(main(), loss=0.05, seed=3)[1] == "ok"
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncio")] == []
+
+
+def test_a_toml_schedule_names_hosts_as_simnet_run_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "faults.toml"
+    path.write_text('[[rsts]]\nhost = "server"\nat = 1.0\n', encoding="utf-8")
+    assert sa.run(_echo_service_and_client(5, 0.5), faults=path)[1] == "reset"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rsts]]\nhost = "server"\nat = -1\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.toml: rsts\[0\]: at"):
+        sa.run(_echo_service_and_client(1, 0), faults=bad)
