@@ -5,21 +5,29 @@ shard across worker processes freely and the report is the same whatever `--jobs
 are collected in seed order. `check_determinism` runs every seed twice, each time recording the
 server's syscall trace, and compares the two traces byte for byte -- a difference means some
 state leaked in from outside the seed (a set's order, `id()`, the wall clock).
+
+A scenario is either a `simnet run` configuration (`SimScenario`) or an asyncio program run by
+simnet.aio (`AioScenario`, `simnet sweep --aio module:function`); both answer `run(seed)` with a
+`SeedResult`, so the same sweep runs them in this process, across forked processes (`--jobs`)
+or on a Dask cluster (simnet/sweep_dask.py, `--dask`), with the same results.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import io
 import multiprocessing
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO
+from typing import IO, Any, Protocol
 
 import attrs
 
-from simnet.run import RunConfig, simulate
+from simnet.run import RunConfig, load_object, simulate
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -43,10 +51,19 @@ class SeedResult:
     problems: tuple[str, ...]
     deterministic: bool | None  # None: not checked
     syscalls: int
+    # sha256 of the seed's trace: the server's syscall trace (SimScenario with digest=True or
+    # check_determinism), the segment log of an asyncio run (AioScenario); None: not recorded.
+    digest: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems and self.deterministic is not False
+
+
+class Scenario(Protocol):
+    """One seed in, one verdict out; picklable, so that it can travel to a worker."""
+
+    def run(self, seed: int) -> SeedResult: ...
 
 
 def _trace_digest(config: RunConfig) -> tuple[str, int, tuple[str, ...]]:
@@ -55,27 +72,117 @@ def _trace_digest(config: RunConfig) -> tuple[str, int, tuple[str, ...]]:
     return hashlib.sha256(buffer.getvalue()).hexdigest(), summary.syscalls, tuple(summary.problems())
 
 
-def run_seed(job: tuple[RunConfig, int, bool]) -> SeedResult:
-    config, seed, check_determinism = job
-    seeded = attrs.evolve(config, seed=seed)
-    if not check_determinism:
-        summary = simulate(seeded)
-        return SeedResult(seed=seed, problems=tuple(summary.problems()), deterministic=None, syscalls=summary.syscalls)
-    first, syscalls, problems = _trace_digest(seeded)
-    second, _, _ = _trace_digest(seeded)
-    return SeedResult(seed=seed, problems=problems, deterministic=first == second, syscalls=syscalls)
+@attrs.frozen
+class SimScenario:
+    """`simnet run` with `config`, the seed replaced. `digest`: record the server's syscall trace
+    and hash it (what `--json` writes); `check_determinism`: run twice and compare the hashes."""
+
+    config: RunConfig
+    check_determinism: bool = False
+    digest: bool = False
+
+    def run(self, seed: int) -> SeedResult:
+        seeded = attrs.evolve(self.config, seed=seed)
+        if not self.check_determinism and not self.digest:
+            summary = simulate(seeded)
+            return SeedResult(
+                seed=seed, problems=tuple(summary.problems()), deterministic=None, syscalls=summary.syscalls
+            )
+        first, syscalls, problems = _trace_digest(seeded)
+        deterministic = None
+        if self.check_determinism:
+            second, _, _ = _trace_digest(seeded)
+            deterministic = first == second
+        return SeedResult(seed=seed, problems=problems, deterministic=deterministic, syscalls=syscalls, digest=first)
+
+
+@attrs.frozen
+class AioScenario:
+    """An asyncio program under simnet.aio: `target` names (MODULE:FUNCTION) an async function,
+    or one returning a coroutine, called with no arguments -- or with `seed=` if it declares a
+    `seed` parameter -- and run by `simnet.aio.run(coro, seed=seed, **options)`. The seed fails
+    when the coroutine raises (a Deadlock included); its digest is the sha256 of the run's segment
+    log, which pins down every segment's time, flags, sequence numbers and length."""
+
+    target: str
+    options: dict[str, Any] = attrs.field(factory=dict)  # simnet.aio.run's keywords: loss, latency, ...
+    check_determinism: bool = False
+
+    def run(self, seed: int) -> SeedResult:
+        function = load_object(self.target)
+        first, problems = self._once(function, seed)
+        deterministic = None
+        if self.check_determinism:
+            second, _ = self._once(function, seed)
+            deterministic = first == second
+        return SeedResult(seed=seed, problems=problems, deterministic=deterministic, syscalls=0, digest=first)
+
+    def _once(self, function: Callable[..., Any], seed: int) -> tuple[str, tuple[str, ...]]:
+        import simnet.aio as sa
+
+        networks: list[Any] = []
+
+        async def captured() -> Any:
+            # The wrapper only notes the Network: the log is read after run() returns, so that it
+            # holds the segments of the settling too (the FINs in flight when main() returned).
+            networks.append(sa.network())
+            coro = function(seed=seed) if _takes_seed(function) else function()
+            if not inspect.isawaitable(coro):
+                raise TypeError(f"{self.target} returned {type(coro).__name__}, not a coroutine")
+            return await coro
+
+        problems: tuple[str, ...] = ()
+        try:
+            sa.run(captured(), seed=seed, log_segments=True, **self.options)
+        except Exception as exc:  # the program's failure is this seed's verdict, not the sweep's
+            problems = (one_line(exc),)
+        log = networks[0].format_segment_log() if networks else ""
+        return hashlib.sha256(log.encode()).hexdigest(), problems
+
+
+def _takes_seed(function: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin or a C callable: no signature to read
+        return False
+    seed = parameters.get("seed")
+    return seed is not None and seed.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def one_line(exc: BaseException) -> str:
+    """`ValueError: the first line of its message` (notes and traceback left out)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def run_seed(scenario: Scenario, seed: int) -> SeedResult:
+    return scenario.run(seed)
+
+
+def run_batch(scenario: Scenario, seeds: Sequence[int]) -> tuple[list[SeedResult], float]:
+    """A worker's unit of work on Dask: several seeds, and the wall time they took there (which
+    sizes the next batches, simnet/sweep_dask.py)."""
+    started = time.perf_counter()
+    results = [scenario.run(seed) for seed in seeds]
+    return results, time.perf_counter() - started
 
 
 def sweep(
-    config: RunConfig,
+    scenario: Scenario | RunConfig,
     seeds: Sequence[int],
     *,
     jobs: int = 1,
     check_determinism: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    dask: Any = None,
 ) -> list[SeedResult]:
-    """Run every seed; results in seed order. `progress(done, total, failures)` after each."""
-    work = [(config, seed, check_determinism) for seed in seeds]
+    """Run every seed; results in seed order. `progress(done, total, failures)` after each.
+
+    A RunConfig is run as SimScenario(config, check_determinism). `dask`: a distributed.Client to
+    run the seeds on (in batches, simnet/sweep_dask.py) instead of `jobs` forked processes."""
+    if isinstance(scenario, RunConfig):
+        scenario = SimScenario(scenario, check_determinism=check_determinism)
+    total = len(seeds)
     results: list[SeedResult] = []
     failures = 0
 
@@ -85,37 +192,50 @@ def sweep(
             results.append(result)
             failures += not result.ok
             if progress is not None:
-                progress(len(results), len(work), failures)
+                progress(len(results), total, failures)
 
-    if jobs <= 1 or len(work) <= 1:
-        collect(map(run_seed, work))
+    if dask is not None:
+        from simnet.sweep_dask import run_on_dask
+
+        collect(run_on_dask(dask, scenario, seeds))
+        order = {seed: i for i, seed in reversed(list(enumerate(seeds)))}
+        results.sort(key=lambda r: order[r.seed])  # batches finish in any order; report in seed order
+    elif jobs <= 1 or total <= 1:
+        collect(run_seed(scenario, seed) for seed in seeds)
     else:
         # fork: workers inherit the imported modules (and a test's machine variants) for free.
         context = multiprocessing.get_context("fork")
         with context.Pool(jobs) as pool:
-            collect(pool.imap(run_seed, work, chunksize=max(1, len(work) // (jobs * 16))))
+            chunksize = max(1, total // (jobs * 16))
+            collect(pool.imap(functools.partial(run_seed, scenario), seeds, chunksize=chunksize))
     return results
 
 
 class ProgressBar:
-    """`[#######.....] 700/1000 seeds, 2 failing` on stderr: redrawn in place on a terminal,
-    every tenth of the way otherwise (so CI logs stay short)."""
+    """tqdm's bar on stderr -- `37%|###7      | 370/1000 [00:04<00:07, 88.1 seed/s, failing=2]` --
+    drawn only on a terminal (tqdm's disable=None) and never with `quiet`: a CI log or a pipe
+    gets the summary line alone. Called as `progress(done, total, failures)` by `sweep`."""
 
-    def __init__(self, stream: IO[str] = sys.stderr, width: int = 30) -> None:
+    def __init__(self, stream: IO[str] = sys.stderr, *, quiet: bool = False) -> None:
         self.stream = stream
-        self.width = width
-        self.tty = stream.isatty()
-        self._last_tenth = -1
+        self.quiet = quiet
+        self._bar: Any = None
+        self._failures = 0
 
     def __call__(self, done: int, total: int, failures: int) -> None:
-        filled = self.width * done // total
-        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} seeds, {failures} failing"
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if done == total else ""))
-            self.stream.flush()
-            return
-        tenth = 10 * done // total
-        if tenth != self._last_tenth:
-            self._last_tenth = tenth
-            self.stream.write(line + "\n")
-            self.stream.flush()
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total, file=self.stream, unit="seed", dynamic_ncols=True, disable=True if self.quiet else None
+            )
+        self._bar.update(done - self._bar.n)
+        if failures != self._failures:
+            self._failures = failures
+            self._bar.set_postfix(failing=failures, refresh=False)
+        if done == total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
