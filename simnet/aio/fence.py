@@ -49,10 +49,27 @@ _real: dict[str, Callable[..., Any]] = {
 
 # The simulation the current thread runs, if any (a simulated loop runs in one thread).
 _local = threading.local()
+# How many simulations run in the process: while one does, another thread's real socket could
+# carry a simulated address (10.0.0.x) onto the real network, so such calls are refused.
+_running = 0
+
+
+class FencedError(RuntimeError):
+    """A simulated program made a call that would leave the simulation (a thread, a process,
+    a real file or fd); the message names the call."""
 
 
 def active_world() -> World | None:
     return getattr(_local, "world", None)
+
+
+def _outside(call: str) -> None:
+    """A networking call from a thread that runs no simulation: real, unless one is running."""
+    if _running:
+        raise FencedError(
+            f"{call} from a thread outside the simulation while a simnet.aio simulation runs: a real "
+            "thread is outside the simulation, and its socket would be a real one"
+        )
 
 
 def current_sim_host(world: World) -> Host:
@@ -77,6 +94,7 @@ class FencedSocket(_RealSocket, metaclass=_SocketClass):
     def __new__(cls, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> Any:
         world = active_world()
         if world is None:
+            _outside("socket.socket()")
             return _RealSocket(family, type, proto, fileno)
         if world.recorder is not None:  # run(trace=...): the socket records its calls
             return world.recorder.opened(new_socket(world, family, type, proto, fileno), family, type, proto, fileno)
@@ -124,6 +142,7 @@ def new_socket(world: World, family: int = -1, type: int = -1, proto: int = -1, 
 def _socketpair(family: int = _socket.AF_UNIX, type: int = _socket.SOCK_STREAM, proto: int = 0) -> Any:
     world = active_world()
     if world is None:
+        _outside("socket.socketpair()")
         return _real_socketpair(family, type, proto)
     host = current_sim_host(world)
     pair = getattr(host, "socketpair", None)
@@ -141,6 +160,7 @@ _real_socketpair = _socket.socketpair
 def _getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:
     world = active_world()
     if world is None:
+        _outside(f"socket.getaddrinfo({host!r})")
         return _real_getaddrinfo(host, port, family, type, proto, flags)
     return world.getaddrinfo(host, port, family, type, proto, flags)
 
@@ -148,6 +168,7 @@ def _getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: in
 def _gethostbyname(name: str) -> str:
     world = active_world()
     if world is None:
+        _outside(f"socket.gethostbyname({name!r})")
         return _real_gethostbyname(name)
     return world.resolve(name)
 
@@ -273,16 +294,22 @@ class Fence:
         self._random_state: Any = None
 
     def enter(self, world: World) -> None:
+        global _running
         if self._depth == 0:
             if active_world() is not None:
                 raise RuntimeError("simnet.aio: a simulation already runs in this thread")
+            if _running:
+                raise RuntimeError("simnet.aio: a simulation already runs in another thread")
             _local.world = world
             self._install(world)
+            _running = 1
         self._depth += 1
 
     def exit(self) -> None:
+        global _running
         self._depth -= 1
         if self._depth == 0:
+            _running = 0
             self._restore()
             _local.world = None
 

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from simnet.aio.fence import FENCE
+from simnet.aio.fence import FENCE, FencedError
 from simnet.aio.world import World, current_host
 from simnet.kernel.network import _GC_YOUNG_THRESHOLD, DISTINCT_FD_BASE, FDS_PER_HOST, NS_PER_S
 
@@ -37,11 +37,6 @@ EPOLLIN = 0x001
 EPOLLOUT = 0x004
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
-
-
-class FencedError(RuntimeError):
-    """A simulated program made a call that would leave the simulation (a thread, a process,
-    a real file or fd); the message names the call."""
 
 
 class SimSelector(selectors._BaseSelectorImpl):  # type: ignore[name-defined,misc]

@@ -148,3 +148,27 @@ def test_the_audit_fixture_sees_a_real_socket_made_inside_a_simulation(
     sa.run(main())
     assert [event for event, _ in nothing_real_is_opened] == ["socket.__new__"]
     nothing_real_is_opened.clear()  # proven: let the fixture pass
+
+
+def test_a_thread_cannot_open_a_real_socket_while_a_simulation_runs() -> None:
+    async def main() -> list[str]:
+        errors: list[str] = []
+
+        def worker() -> None:
+            for call in (
+                socket.socket,
+                lambda: socket.getaddrinfo("server", 80),
+                lambda: socket.create_connection(("10.0.0.2", 80)),
+            ):
+                try:
+                    call()
+                except sa.FencedError as exc:
+                    errors.append(str(exc).split(" from ")[0])
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        return errors
+
+    assert sa.run(main()) == ["socket.socket()", "socket.getaddrinfo('server')", "socket.getaddrinfo('10.0.0.2')"]
+    socket.socket().close()  # after the run, threads and all, sockets are real again
