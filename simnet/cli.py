@@ -23,6 +23,7 @@ import attrs
 
 from simnet import units
 from simnet.trace.commands import EXIT_BAD_INPUT, add_replay_parser, add_show_parser, cmd_replay, cmd_show
+from simnet.trace.commands import add_record_parser
 
 # Durations and sizes are read by simnet/units.py, as realnet serve reads them. A size is positive
 # (a buffer, a cap, a limit, a rate of 0 bytes means nothing), except a payload's, which may be empty.
@@ -499,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_parser(subparsers)
     add_replay_parser(subparsers)
     add_show_parser(subparsers)
+    add_record_parser(subparsers)
     return parser
 
 

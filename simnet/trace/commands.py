@@ -46,6 +46,12 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("trace", help="the trace file (JSON Lines, see docs/trace-format.md)")
     parser.add_argument(
+        "program",
+        nargs=argparse.REMAINDER,
+        help="after --: the recorded program, `python app.py [args]` or `python -m module [args]` "
+        "(a `simnet record` trace): rerun it with no network, every call answered from the trace",
+    )
+    parser.add_argument(
         "--machine",
         metavar="MODULE:FACTORY",
         help="build the machine with FACTORY(header) from MODULE instead of from the header's app and configs",
@@ -159,7 +165,30 @@ def _size_option(name: str, text: str | None) -> int | None:
         raise ValueError(f"--{name} {text!r}: expected a positive number of bytes, e.g. 4096 or 64k") from None
 
 
+def _program_trace(path: str) -> str | None:
+    """The one-line refusal for a program trace handed to the machine's replay, else None."""
+    from simnet.trace.reader import read_trace
+
+    try:
+        header, records = read_trace(path)
+        records.close()  # type: ignore[attr-defined]
+    except (TraceError, OSError):
+        return None  # the replay itself words these
+    if header.program is None:
+        return None
+    argv = " ".join(str(a) for a in header.program.get("argv", [])) or "app.py"
+    return (
+        f"{path}:1: a trace of a program ({header.backend}), not of the server machine: "
+        f"replay it with the program, `simnet replay {path} -- python {argv}`"
+    )
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if getattr(args, "program", None):
+        return _cmd_replay_program(args)
+    refusal = _program_trace(args.trace)
+    if refusal is not None:
+        return _bad_input(refusal)
     if getattr(args, "sim", False):
         return _cmd_resim(args)
     given = _sim_option_given(args)
@@ -233,6 +262,89 @@ def _cmd_resim(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_DIVERGED
 
 
+# -- programs: `simnet record -- python app.py` and `simnet replay T.jsonl -- python app.py` ------
+# The program runs in a Python process of its own (the launcher in simnet/aio replaces this
+# process, so signals reach the program as they would without simnet); nothing of simnet.aio is
+# imported here.
+
+
+def _program_words(words: list[str]) -> list[str]:
+    return words[1:] if words and words[0] == "--" else list(words)
+
+
+def _launch(module: str, trace: str, words: list[str], hash_seed: str | None) -> int:
+    """Replace this process by `python -m module trace -- program...` (the program's Python:
+    this one for a bare `python`/`python3`, else the interpreter named)."""
+    import shutil
+
+    python = sys.executable
+    if words and os.path.basename(words[0]).startswith("python") and not words[0].endswith(".py"):
+        named = words[0]
+        if named not in ("python", "python3") and os.path.basename(named) != os.path.basename(sys.executable):
+            found = shutil.which(named)
+            if found is None:
+                return _bad_input(f"{named}: no such interpreter")
+            python = found
+        words = words[1:]
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = hash_seed
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(python, [python, "-m", module, trace, "--", *words], env)
+    return EXIT_BAD_INPUT  # not reached
+
+
+def add_record_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "record",
+        help="run a program on real sockets and record its syscalls, clock and randomness",
+        description=(
+            "Run `python app.py [args]` (or `python -m module [args]`) unchanged, on real sockets "
+            "and stock asyncio, and write every socket and epoll call with its result, and what it "
+            "read of the clock and of randomness, to TRACE (docs/trace-format.md). SIGINT/SIGTERM "
+            "end the program as usual and leave a complete trace. `simnet replay TRACE -- python "
+            "app.py` replays it exactly; add --sim to re-run its clients in simulation."
+        ),
+    )
+    parser.add_argument("--trace", required=True, metavar="TRACE.jsonl", help="where to write the trace")
+    parser.add_argument("program", nargs=argparse.REMAINDER, help="after --: python app.py [args]")
+    parser.set_defaults(func=cmd_record)
+    return parser
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    words = _program_words(args.program)
+    if not words:
+        return _bad_input("simnet record: no program given: simnet record --trace T.jsonl -- python app.py [args]")
+    # The program's hash seed is fixed and recorded (set iteration order must replay the same).
+    hash_seed = os.environ.get("PYTHONHASHSEED") or str(int.from_bytes(os.urandom(4), "big"))
+    return _launch("simnet.aio.record_main", args.trace, words, hash_seed)
+
+
+def _cmd_replay_program(args: argparse.Namespace) -> int:
+    words = _program_words(args.program)
+    if not words:
+        return _bad_input("simnet replay: no program given after --")
+    if args.machine:
+        return _bad_input("simnet replay: --machine replays the server machine, not a program")
+    if getattr(args, "sim", False):
+        return _bad_input("simnet replay: --sim with a program is not available yet")
+    from simnet.trace.reader import read_trace
+
+    try:
+        header, records = read_trace(args.trace)
+        records.close()  # type: ignore[attr-defined]
+    except TraceError as exc:
+        return _bad_input(str(exc))
+    except OSError as exc:
+        return _bad_input(f"{args.trace}: cannot read: {exc.strerror or exc}")
+    hash_seed = None if header.program is None else str(header.program.get("hash_seed") or "") or None
+    return _launch("simnet.aio.replay_main", args.trace, words, hash_seed)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from simnet.trace.show import render_trace
 
@@ -261,5 +373,6 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_replay_parser(subparsers)
     add_show_parser(subparsers)
+    add_record_parser(subparsers)
     args = parser.parse_args(argv)
     return int(args.func(args))
