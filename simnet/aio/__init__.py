@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from simnet.aio.loop import FencedError, SimEventLoop
@@ -58,10 +58,27 @@ def _running_loop(what: str) -> SimEventLoop:
     return loop
 
 
-def spawn(coro: Coroutine[Any, Any, _T], *, host: str, name: str | None = None) -> asyncio.Task[_T]:
+def spawn(
+    coro: Coroutine[Any, Any, _T],
+    *,
+    host: str,
+    name: str | None = None,
+    restart: Callable[[], Coroutine[Any, Any, Any]] | None = None,
+) -> asyncio.Task[_T]:
     """An asyncio.Task whose sockets (and those of the tasks it creates) live on simulated host
-    `host`, created on first use."""
+    `host`, created on first use.
+
+    `restart`: when the host crashes and comes back (a fault schedule's crash with
+    `restart_after`), `restart()` makes the coroutine that runs on it again -- as a service
+    manager restarts a server after a reboot. Without it, a crashed host's tasks stay gone."""
     loop = _running_loop("spawn")
+    task = _spawn_on(loop, coro, host, name)
+    if restart is not None:
+        loop.on_restart(loop.world.host(host), lambda: _spawn_on(loop, restart(), host, name))
+    return task
+
+
+def _spawn_on(loop: SimEventLoop, coro: Coroutine[Any, Any, _T], host: str, name: str | None) -> asyncio.Task[_T]:
     sim_host = loop.world.host(host)
     context = contextvars.copy_context()
     context.run(current_host.set, sim_host)

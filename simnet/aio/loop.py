@@ -169,6 +169,7 @@ class SimEventLoop(asyncio.SelectorEventLoop):
         self._world = world
         self._owner_thread = threading.get_ident()
         self._spawned: dict[asyncio.Task[Any], None] = {}  # membership only, never iterated
+        self._restarts: dict[str, list[Callable[[], Any]]] = {}  # host ip -> what starts on it
         self._task_hosts: weakref.WeakKeyDictionary[asyncio.Task[Any], Host] = weakref.WeakKeyDictionary()
         super().__init__(SimSelector(world) if world.recorder is None else world.recorder.selector(world))
         self._clock_resolution = 1e-9
@@ -192,6 +193,18 @@ class SimEventLoop(asyncio.SelectorEventLoop):
         process on a simulated host lives until it ends, as a real one does)."""
         self._spawned[task] = None
         task.add_done_callback(self._spawned.pop)
+
+    def on_restart(self, host: Host, start: Callable[[], Any]) -> None:
+        """Call `start()` each time `host` restarts after a crash (spawn's `restart=`)."""
+        self._restarts.setdefault(host.ip, []).append(start)
+
+    def host_restarted(self, host: Host) -> None:
+        """The network brought `host` back: run what was registered to start on it, in order."""
+        starts = self._restarts.get(host.ip, ())
+        for start in starts:
+            self.call_soon(start)
+        if starts:
+            self._world.net.wake_waiter()  # the loop may be waiting in select: it has work now
 
     def abort_transports_of(self, host: Host) -> None:
         """Abort every transport whose socket lived on `host` (it crashed), in fd order."""

@@ -152,6 +152,13 @@ def new_event_loop(
     crash_callbacks = getattr(net, "crash_callbacks", None)  # made when the faults have crashes
     if crash_callbacks is not None:
         crash_callbacks.append(lambda host: _crashed(loop, host))
+    for crash in fault_schedule.crashes:
+        if crash.restart_after is not None:
+            # Queued after the Network's own restart timer for the same instant (made with the
+            # Network, so earlier in simpy's FIFO for ties): the host is up when this runs.
+            host = net.host(crash.host)
+            restart_ns = round((crash.at + crash.restart_after) * 1e9)
+            net.call_later(restart_ns, lambda host=host: loop.host_restarted(host))  # type: ignore[misc]
     return loop
 
 

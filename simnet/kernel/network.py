@@ -27,11 +27,11 @@ import ipaddress
 import os
 import random
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 import simpy
-from simpy.core import NORMAL as _NORMAL
+from simpy.events import NORMAL as _NORMAL
 
 from simnet.kernel.segment import RST, Address, LoggedSegment, Segment, format_flags
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from simnet.kernel.tcp import TcpSocket
 
 NS_PER_S = 1_000_000_000
+_T = TypeVar("_T")
 # Young-generation GC threshold while Network.run runs (see there); CPython's default is 700.
 _GC_YOUNG_THRESHOLD = 100_000
 
@@ -53,6 +54,20 @@ def seconds_to_ns(seconds: float) -> int:
 # Real fds stay below fs.nr_open (2**20 by default, LINUX.md), so simulated ones start above it.
 DISTINCT_FD_BASE = 1 << 30
 FDS_PER_HOST = 1 << 16
+
+
+class SimEnv(simpy.Environment):
+    """simpy's Environment, its clock typed as what the model keeps: integer nanoseconds.
+
+    simpy types `now` as `int | float`; every delay the model schedules is an int, so the
+    clock stays one. Only the annotations differ from simpy's: the same object at run time.
+    """
+
+    _now: int
+
+    @property
+    def now(self) -> int:
+        return self._now
 
 
 class SimulationDeadlock(RuntimeError):
@@ -134,10 +149,11 @@ class Network:
         self._delivery_jitter_ns = seconds_to_ns(delivery_jitter)
         self._jitter_rng: random.Random | None = None
         self._link_fifo: dict[tuple[str, str], int] = {}
+        self._waiter_woken = False  # wake_waiter() was called during wait_any
         if self._delivery_jitter_ns > 0:
             jitter_key = hashlib.blake2b(f"simnet delivery jitter {seed!r}".encode(), digest_size=8).digest()
             self._jitter_rng = random.Random(int.from_bytes(jitter_key, "big"))
-        self.env = simpy.Environment()
+        self.env = SimEnv()
         self.rng = random.Random(seed)
         # net_secret of secure_tcp_seq, derived from the seed without drawing from the RNG.
         self._isn_key = hashlib.blake2b(f"simnet isn {seed!r}".encode(), digest_size=16).digest()
@@ -305,6 +321,7 @@ class Network:
         Raises SimulationDeadlock when nothing can ever become ready: no limit and nothing
         pending in the network."""
         self.drain()
+        self._waiter_woken = False
         for ep in epolls:
             if ep.ready:
                 return True
@@ -339,6 +356,8 @@ class Network:
             if deadline is not None and head[0] > deadline:
                 break
             step()
+            if self._waiter_woken:
+                return True  # wake_waiter(): the caller has work that is not an epoll event
             for ep in epolls:
                 if ep.ready:
                     # What else happens at this very instant happens before the waiter runs (a
@@ -360,16 +379,22 @@ class Network:
             env._now = deadline
         return False
 
+    def wake_waiter(self) -> None:
+        """End the current wait_any after the event being processed, as a write to an event
+        loop's self-pipe ends its epoll_wait: something in the simulation (a host restarting,
+        say) has handed the waiting loop work of its own."""
+        self._waiter_woken = True
+
     @property
     def pending(self) -> int:
         """How many live events are scheduled (cancelled timers do not count)."""
         return sum(1 for entry in self.env._queue if not _is_dead(entry[3]))
 
-    def call_later(self, delay_ns: int, callback: Callable[[], None]) -> Timer:
+    def call_later(self, delay_ns: int, callback: Callable[[], object]) -> Timer:
         """Run `callback` after `delay_ns` of virtual time (then drain loopback deliveries)."""
         return Timer(self, delay_ns, callback)
 
-    def rearm(self, timer: Timer | None, delay_ns: int, callback: Callable[[], None]) -> Timer:
+    def rearm(self, timer: Timer | None, delay_ns: int, callback: Callable[[], object]) -> Timer:
         """mod_timer: `timer` (running, cancelled or None) set to run `callback` after
         `delay_ns`; returns the timer to keep, which may be the same object.
 
@@ -403,22 +428,29 @@ class Network:
         env = self.env
         event = env.event()
         if deadline_ns is not None:
-            timer = Timer(self, max(deadline_ns - env.now, 0), lambda: event.triggered or event.succeed())
-            event.callbacks.append(lambda _event: timer.cancel())  # type: ignore[union-attr]
+
+            def expire() -> None:
+                if not event.triggered:
+                    event.succeed()
+
+            timer = Timer(self, max(deadline_ns - env._now, 0), expire)
+            event.callbacks.append(lambda _event: timer.cancel())
         return event
 
     def process(self, generator: Generator[Any, Any, Any]) -> simpy.Process:
         return self.env.process(generator)
 
-    def drive(self, event: simpy.Event, what: str) -> Any:
-        """Advance the clock until `event` fires: how a blocking call made from plain code waits."""
+    def drive(self, generator: Generator[Any, Any, _T], what: str) -> _T:
+        """Run `generator` as a simulated process and advance the clock until it ends, returning
+        its value: how a blocking call made from plain code waits."""
+        event = self.env.process(generator)
         if self.env.active_process is not None:
             raise RuntimeError(
                 f"{what} would block inside a simulated process; use the coroutine form, "
                 f"e.g. `yield from sock.co.recv(n)` or `yield from ep.co.poll(timeout)`"
             )
         try:
-            return self.env.run(until=event)
+            return cast(_T, self.env.run(until=event))
         except RuntimeError as exc:
             if "No scheduled events left" in str(exc):
                 raise SimulationDeadlock(
@@ -491,16 +523,17 @@ class Network:
         self._holds: list[tuple[Hold, int, int, list[tuple[Host, Segment]]]] = []
         self.crash_callbacks: list[Callable[[Host], None]] = []
         for hold in faults.holds:
-            entry = (hold, seconds_to_ns(hold.start), seconds_to_ns(hold.end), [])
+            held: list[tuple[Host, Segment]] = []
+            entry = (hold, seconds_to_ns(hold.start), seconds_to_ns(hold.end), held)
             self._holds.append(entry)
-            self.call_later(entry[2], lambda entry=entry: self._release_hold(entry))  # type: ignore[misc]
+            self.call_later(entry[2], functools.partial(self._release_hold, entry))
         for rst in faults.rsts:
-            self.call_later(seconds_to_ns(rst.at), lambda rst=rst: self.inject_rst(rst.host, rst.nth, rst.one_sided))  # type: ignore[misc]
+            self.call_later(seconds_to_ns(rst.at), functools.partial(self.inject_rst, rst.host, rst.nth, rst.one_sided))
         for crash in faults.crashes:
-            self.call_later(seconds_to_ns(crash.at), lambda crash=crash: self.crash(crash.host))  # type: ignore[misc]
+            self.call_later(seconds_to_ns(crash.at), functools.partial(self.crash, crash.host))
             if crash.restart_after is not None:
                 self.call_later(
-                    seconds_to_ns(crash.at + crash.restart_after), lambda crash=crash: self.restart(crash.host)  # type: ignore[misc]
+                    seconds_to_ns(crash.at + crash.restart_after), functools.partial(self.restart, crash.host)
                 )
 
     def _faults_for(self, src: str, dst: str) -> LinkFaults | None:
@@ -727,7 +760,9 @@ class Network:
 
     def ss(self) -> str:
         """The socket table of every host, like `ss -tan`."""
-        rows = [("Host", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port")]
+        rows: list[tuple[str | int, ...]] = [
+            ("Host", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port")
+        ]
         for ip in sorted(self.hosts):
             for row in self.hosts[ip].socket_table():
                 rows.append((ip, *row))
@@ -760,7 +795,7 @@ class Timer(simpy.Event):
     Cheaper than a simpy process per timer.
     """
 
-    def __init__(self, net: Network, delay_ns: int, callback: Callable[[], None]) -> None:
+    def __init__(self, net: Network, delay_ns: int, callback: Callable[[], object]) -> None:
         env = net.env
         self.env = env
         self._ok = True
@@ -777,7 +812,7 @@ class Timer(simpy.Event):
         self.when = when  # when its heap entry comes up (<= deadline, see Network.rearm)
         self.queued = True
         env = self.env
-        heapq.heappush(env._queue, (when, _NORMAL, next(env._eid), self))  # type: ignore[attr-defined]
+        heapq.heappush(env._queue, (when, _NORMAL, next(env._eid), self))
 
     def cancel(self) -> None:
         self.active = False
@@ -809,7 +844,7 @@ class _Delivery(simpy.Event):
         self._value = None
         self.host = host
         self.seg = seg
-        heapq.heappush(env._queue, (env._now + delay_ns, _NORMAL, next(env._eid), self))  # type: ignore[attr-defined]
+        heapq.heappush(env._queue, (env._now + delay_ns, _NORMAL, next(env._eid), self))
 
 
 def _deliver(event: _Delivery) -> None:

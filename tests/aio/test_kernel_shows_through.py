@@ -345,3 +345,41 @@ def test_a_toml_schedule_names_hosts_as_simnet_run_reads_it(tmp_path: Path) -> N
     bad.write_text('[[rsts]]\nhost = "server"\nat = -1\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.toml: rsts\[0\]: at"):
         sa.run(_echo_service_and_client(1, 0), faults=bad)
+
+
+def test_a_crashed_host_restarts_its_server_when_spawned_with_restart() -> None:
+    faults = {"crashes": [{"host": "server", "at": 1.0, "restart_after": 2.0}]}
+    starts: list[float] = []
+
+    async def serve() -> None:
+        starts.append(asyncio.get_running_loop().time())
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(await reader.readline())
+            writer.close()
+
+        server = await asyncio.start_server(handler, "0.0.0.0", 80)
+        await server.serve_forever()
+
+    async def ask() -> bytes:
+        reader, writer = await asyncio.open_connection("server", 80)
+        writer.write(b"hi\n")
+        line = await reader.readline()
+        writer.close()
+        return line
+
+    async def main() -> list[str]:
+        sa.spawn(serve(), host="server", restart=serve)
+        await asyncio.sleep(0)
+        seen = [(await ask()).decode().strip()]
+        await asyncio.sleep(1.5)  # t=1.5: crashed, nothing listens, the host drops everything
+        try:
+            await asyncio.wait_for(ask(), 1)
+        except TimeoutError:
+            seen.append("timeout while down")
+        await asyncio.sleep(1)  # t=3.5: restarted at 3.0, the server started again
+        seen.append((await ask()).decode().strip())
+        return seen
+
+    assert sa.run(main(), faults=faults) == ["hi", "timeout while down", "hi"]
+    assert starts == [0.0, 3.0]

@@ -111,3 +111,15 @@ def test_delivery_jitter_varies_which_host_arrives_first() -> None:
         assert net.wait_any([ep], None)
         firsts.add(tuple(fd for fd, _ in ep.poll(0)))
     assert (s1.fileno(),) in firsts and (s2.fileno(),) in firsts
+
+
+def test_wake_waiter_ends_a_wait_like_a_self_pipe_write() -> None:
+    net = Network(seed=1, latency=0.01)
+    s, _c = _pair(net, "10.0.0.1", "10.0.0.2")
+    ep = net.host("10.0.0.1").epoll()
+    ep.register(s.fileno(), select.EPOLLIN)
+    t0 = net.now_ns
+    net.call_later(2_000_000_000, net.wake_waiter)  # a timer hands the waiting loop work
+    assert net.wait_any([ep], 10_000_000_000) is True
+    assert net.now_ns == t0 + 2_000_000_000
+    assert ep.poll(0) == []  # no epoll event: the caller looks at its own work
