@@ -72,29 +72,53 @@ def _ones_complement_fold(total: int) -> int:
     return 0xFFFF - folded
 
 
+# Where _payload_sum folds a payload of each (even) length: (shift, mask) pairs, worked out once;
+# the masks are shared between lengths (few shifts occur: a 64 KiB payload folds at 7).
+_FOLDS: dict[int, tuple[tuple[int, int], ...]] = {}
+_MASKS: dict[int, int] = {}
+# A fold shift is a multiple of 240 bits: of 16, so that 2**shift == 1 mod 0xFFFF, and of 30,
+# CPython's digit, so that the shift and the mask move whole digits (no bit shuffling).
+_FOLD_UNIT = 240
+# Below this many bits one `% 0xFFFF` is cheaper than another fold.
+_FOLD_ABOVE = 1200
+
+
+def _fold_plan(length: int) -> tuple[tuple[int, int], ...]:
+    plan = []
+    bits = 8 * length
+    while bits > _FOLD_ABOVE:
+        shift = _FOLD_UNIT * ((bits // 2 + _FOLD_UNIT - 1) // _FOLD_UNIT)
+        mask = _MASKS.get(shift)
+        if mask is None:
+            mask = _MASKS[shift] = (1 << shift) - 1
+        plan.append((shift, mask))
+        bits = shift + 1
+    return tuple(plan)
+
+
 def _payload_sum(data: bytes, length: int) -> int:
     """The payload's 16-bit big-endian words summed, mod 0xFFFF (a trailing odd byte padded).
 
-    This is most of what a capture costs (docs/benchmarks.md, "pcap"): int.from_bytes reads
-    the bytes at C speed, and `% 0xFFFF` divides digit by digit, which is the slow part. Cut
-    in four at even offsets, the quarters' sum is congruent to the whole (2**16 == 1 mod
-    0xFFFF, so a chunk's place value drops out) and is a quarter as long to divide: 1448
-    bytes cost 2.2 us instead of 2.8 us here."""
-    if length < 256:
-        value = int.from_bytes(data, "big")
-        return (value << 8 if length & 1 else value) % 0xFFFF
+    This is most of what a capture costs (docs/benchmarks.md, "pcap"). int.from_bytes reads the
+    bytes at C speed into one number whose base-2**16 digits are the words; its remainder mod
+    0xFFFF is their sum mod 0xFFFF (2**16 == 1 mod 0xFFFF). CPython's `%` by a one-digit divisor
+    costs a hardware division per 30-bit digit (~2 us for 1448 bytes), so the number is first
+    folded: x = hi * 2**s + lo is congruent to hi + lo when 16 divides s, and with s a multiple
+    of 240 the shift and the mask are digit moves. Halving until ~1200 bits are left, then one
+    `%`: 1448 bytes cost 1.9 us instead of 2.3 us (quarters summed) and 2.8 us (one `%`). The
+    stdlib's C-speed sums were slower still: sum(array.array("H")) 10.8 us, of "I" words 7.2 us
+    (RFC 1071's byte-order trick is right, but sum() makes an int object per word)."""
     if length & 1:
         data = data + b"\0"
         length += 1
-    q = (length >> 2) & ~1
-    view = memoryview(data)
-    from_bytes = int.from_bytes
-    return (
-        from_bytes(view[:q], "big")
-        + from_bytes(view[q : 2 * q], "big")
-        + from_bytes(view[2 * q : 3 * q], "big")
-        + from_bytes(view[3 * q :], "big")
-    ) % 0xFFFF
+    value = int.from_bytes(data, "big")
+    if length > _FOLD_ABOVE // 8:
+        plan = _FOLDS.get(length)
+        if plan is None:
+            plan = _FOLDS[length] = _fold_plan(length)
+        for shift, mask in plan:
+            value = (value >> shift) + (value & mask)
+    return value % 0xFFFF
 
 
 class PcapWriter:

@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simnet.faults import FaultSchedule, LinkFaults
 from simnet.kernel import Network, Segment
-from simnet.kernel.pcap import LINKTYPE_RAW, PCAP_MAGIC_NS, PcapWriter, window_shift_for
+from simnet.kernel.pcap import LINKTYPE_RAW, PCAP_MAGIC_NS, PcapWriter, _payload_sum, window_shift_for
 from simnet.kernel.segment import ACK, PSH, SYN
 
 TSHARK = shutil.which("tshark")
@@ -84,6 +86,29 @@ def test_pcap_writes_sequence_numbers_modulo_2_32_and_verifiable_checksums() -> 
     assert first["window"] << 7 == 98304  # scaled by the shift every SYN announced
     assert second["seq"] == 0xFFFFFFFF
     assert second["window"] == 1  # rounded up: a window of one byte does not read as zero
+
+
+def _reference_payload_sum(data: bytes) -> int:
+    """The 16-bit big-endian words summed one by one (odd length: a zero byte after), mod 0xFFFF."""
+    if len(data) % 2:
+        data += b"\0"
+    return sum(word for (word,) in struct.iter_unpack("!H", data)) % 0xFFFF
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.binary(min_size=300, max_size=70_000)))
+def test_payload_sum_folds_to_the_word_by_word_sum(payload: bytes) -> None:
+    # Odd and even lengths, both sides of the fold threshold, up to loopback's 64 KiB segments.
+    assert _payload_sum(payload, len(payload)) == _reference_payload_sum(payload)
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 149, 150, 151, 1447, 1448, 1449, 65495, 65536])
+def test_payload_sum_at_the_edges_of_its_folds(length: int) -> None:
+    for fill in (b"\xff", b"\x00", b"\x01"):  # all-ones words: sums landing on 0xFFFF itself
+        payload = (fill * length)[:length]
+        assert _payload_sum(payload, length) == _reference_payload_sum(payload)
+    noise = random.Random(length).randbytes(length)
+    assert _payload_sum(noise, length) == _reference_payload_sum(noise)
 
 
 def test_syn_carries_the_paths_mss_and_the_window_scale_linux_would_choose() -> None:
