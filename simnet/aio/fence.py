@@ -157,63 +157,45 @@ def _socketpair(family: int = _socket.AF_UNIX, type: int = _socket.SOCK_STREAM, 
 _real_socketpair = _socket.socketpair
 
 
-def _getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:
-    world = active_world()
-    if world is None:
-        _outside(f"socket.getaddrinfo({host!r})")
-        return _real_getaddrinfo(host, port, family, type, proto, flags)
-    return world.getaddrinfo(host, port, family, type, proto, flags)
+def _redirect(
+    real: Callable[..., Any], simulated: Callable[..., Any], *, networking: bool = False
+) -> Callable[..., Any]:
+    """`real`, except in the simulation's thread, where it is `simulated(world, *args)`. A
+    `networking` call from another thread is refused while a simulation runs (_outside)."""
+
+    def redirected(*args: Any, **kwargs: Any) -> Any:
+        world = active_world()
+        if world is None:
+            if networking:
+                _outside(f"socket.{real.__name__}({args[0]!r})" if args else f"socket.{real.__name__}()")
+            return real(*args, **kwargs)
+        return simulated(world, *args, **kwargs)
+
+    redirected.__name__ = real.__name__
+    redirected.__doc__ = f"{real.__name__}, answered by the simulation inside a simnet.aio simulation."
+    return redirected
 
 
-def _gethostbyname(name: str) -> str:
-    world = active_world()
-    if world is None:
-        _outside(f"socket.gethostbyname({name!r})")
-        return _real_gethostbyname(name)
-    return world.resolve(name)
-
-
-_real_gethostbyname = _socket.gethostbyname
-_real_gethostname = _socket.gethostname
-
-
-def _gethostname() -> str:
-    world = active_world()
-    if world is None:
-        return _real_gethostname()
-    return world.name_of(current_sim_host(world).ip)
-
-
-def _fromfd(fd: int, family: int, type: int, proto: int = 0) -> Any:
-    world = active_world()
-    if world is None:
-        return _real_fromfd(fd, family, type, proto)
+def _refuse_fromfd(world: World, fd: int, *args: Any) -> Any:
     raise OSError(errno.EBADF, f"socket.fromfd({fd}): dup of an fd is not modelled in a simnet.aio simulation")
 
 
-_real_fromfd = _socket.fromfd
+_getaddrinfo = _redirect(
+    _real_getaddrinfo, lambda world, *args, **kwargs: world.getaddrinfo(*args, **kwargs), networking=True
+)
+_gethostbyname = _redirect(_socket.gethostbyname, lambda world, name: world.resolve(name), networking=True)
+_gethostname = _redirect(_socket.gethostname, lambda world: world.name_of(current_sim_host(world).ip))
+_fromfd = _redirect(_socket.fromfd, _refuse_fromfd)
 
 
 # -- select, poll, epoll on the current host ------------------------------------------------------
 
-
-def _select_select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None) -> Any:
-    world = active_world()
-    if world is None:
-        return _real_select(rlist, wlist, xlist, timeout)
-    return current_sim_host(world).select(rlist, wlist, xlist, timeout)  # type: ignore[attr-defined]
-
-
-_real_select = _select.select
-_real_poll = _select.poll
 _real_epoll = _select.epoll
-
-
-def _select_poll() -> Any:
-    world = active_world()
-    if world is None:
-        return _real_poll()
-    return current_sim_host(world).poll()  # type: ignore[attr-defined]
+_select_select = _redirect(
+    _select.select,
+    lambda world, *args: current_sim_host(world).select(*args),  # type: ignore[attr-defined]
+)
+_select_poll = _redirect(_select.poll, lambda world: current_sim_host(world).poll())  # type: ignore[attr-defined]
 
 
 class _EpollClass(type):
@@ -243,35 +225,16 @@ class FencedEpoll(metaclass=_EpollClass):
 # -- clocks, sleep and randomness -------------------------------------------------------------------
 
 
-def _clock(real: Callable[[], Any], virtual: Callable[[World], Any]) -> Callable[[], Any]:
-    def clock() -> Any:
-        world = active_world()
-        if world is None:
-            return real()
-        return virtual(world)
-
-    clock.__name__ = real.__name__
-    clock.__doc__ = f"{real.__name__}, reading the simulation's clock inside a simnet.aio simulation."
-    return clock
-
-
-def _sleep(seconds: float) -> None:
-    world = active_world()
-    if world is None:
-        return _real["sleep"](seconds)  # type: ignore[no-any-return]
+def _sleep_in_simulation(world: World, seconds: float) -> None:
     if seconds < 0:
         raise ValueError("sleep length must be non-negative")
     # The program's thread blocks; the network goes on without it for that long.
     net = world.net
     net.run_ns(int(net.env._now) + round(seconds * 1e9))
-    return None
 
 
-def _urandom(n: int) -> bytes:
-    world = active_world()
-    if world is None:
-        return _real["urandom"](n)  # type: ignore[no-any-return]
-    return world.entropy.randbytes(n)
+_sleep = _redirect(_real["sleep"], _sleep_in_simulation)
+_urandom = _redirect(_real["urandom"], lambda world, n: world.entropy.randbytes(n))
 
 
 def _fd_guard(name: str) -> Callable[..., Any]:
@@ -336,10 +299,10 @@ class Fence:
         s(selectors.EpollSelector, "_selector_cls", FencedEpoll)
         if world.virtual_clock:
             epoch_ns = world.epoch_ns
-            s(_time, "time", _clock(_real["time"], lambda w: (epoch_ns + w.net.env._now) / 1e9))
-            s(_time, "time_ns", _clock(_real["time_ns"], lambda w: epoch_ns + w.net.env._now))
-            s(_time, "monotonic", _clock(_real["monotonic"], lambda w: w.net.env._now / 1e9))
-            s(_time, "monotonic_ns", _clock(_real["monotonic_ns"], lambda w: w.net.env._now))
+            s(_time, "time", _redirect(_real["time"], lambda w: (epoch_ns + w.net.env._now) / 1e9))
+            s(_time, "time_ns", _redirect(_real["time_ns"], lambda w: epoch_ns + w.net.env._now))
+            s(_time, "monotonic", _redirect(_real["monotonic"], lambda w: w.net.env._now / 1e9))
+            s(_time, "monotonic_ns", _redirect(_real["monotonic_ns"], lambda w: w.net.env._now))
             s(_time, "sleep", _sleep)
         if world.seeded_random:
             self._random_state = random.getstate()
