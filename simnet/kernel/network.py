@@ -345,6 +345,7 @@ class Network:
         queue = env._queue
         step = env.step
         heappop = heapq.heappop
+        ready = False
         while queue:
             head = queue[0]
             event = head[3]
@@ -356,6 +357,8 @@ class Network:
             if deadline is not None and head[0] > deadline:
                 break
             step()
+            if ready:
+                continue
             if self._waiter_woken:
                 return True  # wake_waiter(): the caller has work that is not an epoll event
             for ep in epolls:
@@ -363,16 +366,11 @@ class Network:
                     # What else happens at this very instant happens before the waiter runs (a
                     # woken task runs after the softirqs of its moment): so two segments that
                     # arrive together are both reported, in whatever order the caller picks.
-                    now = env._now
-                    while queue and queue[0][0] == now:
-                        event = queue[0][3]
-                        if type(event) is Timer and not event.active:
-                            heappop(queue)
-                            event.queued = False
-                            self.timers_skipped += 1
-                            continue
-                        step()
-                    return True
+                    ready = True
+                    deadline = env._now
+                    break
+        if ready:
+            return True
         if deadline is None:
             raise SimulationDeadlock(f"nothing can wake the waiting epolls: nothing is pending at t={self.now:.6f}s")
         if env._now < deadline:
