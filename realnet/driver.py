@@ -36,7 +36,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from simnet.drivers.executor import SyscallExecutor
 from simnet.server import syscalls as sc
@@ -117,8 +117,8 @@ class RealDriver:
         finally:
             if self.handle_signals:
                 signal.set_wakeup_fd(old_wakeup)
-                for signum, handler in saved.items():
-                    signal.signal(signum, handler)
+                for saved_signum, handler in saved.items():
+                    signal.signal(saved_signum, handler)
             self.executor.close_all()
             for fd in (self._wake_r, self._wake_w):
                 try:
@@ -147,7 +147,7 @@ class RealDriver:
                 result = execute(request)
                 if kind is EpollCreate and result.error is None:
                     # The wake-up pipe joins the machine's epoll; see the module docstring.
-                    executor.fds[result.value].register(self._wake_r, _EPOLLIN)
+                    executor.fds[cast(int, result.value)].register(self._wake_r, _EPOLLIN)
             if on_syscall is not None:
                 on_syscall(request, result)
             self.syscalls += 1

@@ -12,7 +12,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -111,7 +111,11 @@ def serve(
             app=app,
             # Every field, defaults included: the trace replays the same machine even if a
             # default changes later.
-            app_config=attrs.asdict(factory) if attrs.has(type(factory)) else dict(app_options or {}),
+            app_config=(
+                attrs.asdict(cast("attrs.AttrsInstance", factory))
+                if attrs.has(type(factory))
+                else dict(app_options or {})
+            ),
             server_config=config,
             clock_origin=time.monotonic_ns(),
             meta={"kernel": platform.release(), "python": platform.python_version()} | (meta or {}),

@@ -54,12 +54,14 @@ def run_demo(seed: int = 7, out: Callable[[str], None] = print) -> Network:
 
     payload = b"x" * 100_000
     n = conn.send(payload)
+    sndbuf = int(conn.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))  # no buflen: an int
     out(f"\n3. conn.send(100000 bytes) -> {n}: a partial write; the send buffer "
-        f"(SO_SNDBUF {conn.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)}) is full")
+        f"(SO_SNDBUF {sndbuf}) is full")
     try:
         conn.send(payload[n:])
     except BlockingIOError as exc:
-        out(f"   conn.send(rest) -> BlockingIOError: {errno.errorcode[exc.errno]}: nothing fits until the peer ACKs")
+        name = "?" if exc.errno is None else errno.errorcode[exc.errno]
+        out(f"   conn.send(rest) -> BlockingIOError: {name}: nothing fits until the peer ACKs")
     ep = server_host.epoll()
     ep.register(conn.fileno(), select.EPOLLOUT)
     out(f"   epoll.poll(0) -> {_masks(ep.poll(0))}  (no EPOLLOUT while the buffer is over 2/3 full)")

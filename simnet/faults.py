@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,19 @@ def _ip(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> No
         raise ValueError(f"{attribute.name}: not an IPv4 address: {value!r}") from None
 
 
+# Tuple fields take any iterable. attrs' mypy plugin types an __init__ argument by its
+# converter's parameter and cannot solve a generic one (converter=tuple gives Iterable[_T_co]),
+# so each item type has a named converter of its own.
+def _floats(items: Iterable[float]) -> tuple[float, ...]:
+    return tuple(items)
+
+
 @attrs.frozen(kw_only=True)
 class Jitter:
     """Extra one-way delay per segment, drawn from a named distribution (seconds)."""
 
     distribution: str = "none"
-    params: tuple[float, ...] = attrs.field(default=(), converter=tuple)
+    params: tuple[float, ...] = attrs.field(default=(), converter=_floats)
 
     def __attrs_post_init__(self) -> None:
         names = DISTRIBUTIONS.get(self.distribution)
@@ -191,14 +199,38 @@ class ShortIO:
     spurious_wakeup: float = attrs.field(default=0.0, validator=_below_one)
 
 
+def _links(items: Iterable[LinkFaults]) -> tuple[LinkFaults, ...]:
+    return tuple(items)
+
+
+def _partitions(items: Iterable[Partition]) -> tuple[Partition, ...]:
+    return tuple(items)
+
+
+def _holds(items: Iterable[Hold]) -> tuple[Hold, ...]:
+    return tuple(items)
+
+
+def _rsts(items: Iterable[InjectRst]) -> tuple[InjectRst, ...]:
+    return tuple(items)
+
+
+def _crashes(items: Iterable[Crash]) -> tuple[Crash, ...]:
+    return tuple(items)
+
+
+def _short_ios(items: Iterable[ShortIO]) -> tuple[ShortIO, ...]:
+    return tuple(items)
+
+
 @attrs.frozen(kw_only=True)
 class FaultSchedule:
-    links: tuple[LinkFaults, ...] = attrs.field(default=(), converter=tuple)
-    partitions: tuple[Partition, ...] = attrs.field(default=(), converter=tuple)
-    holds: tuple[Hold, ...] = attrs.field(default=(), converter=tuple)
-    rsts: tuple[InjectRst, ...] = attrs.field(default=(), converter=tuple)
-    crashes: tuple[Crash, ...] = attrs.field(default=(), converter=tuple)
-    short_io: tuple[ShortIO, ...] = attrs.field(default=(), converter=tuple)
+    links: tuple[LinkFaults, ...] = attrs.field(default=(), converter=_links)
+    partitions: tuple[Partition, ...] = attrs.field(default=(), converter=_partitions)
+    holds: tuple[Hold, ...] = attrs.field(default=(), converter=_holds)
+    rsts: tuple[InjectRst, ...] = attrs.field(default=(), converter=_rsts)
+    crashes: tuple[Crash, ...] = attrs.field(default=(), converter=_crashes)
+    short_io: tuple[ShortIO, ...] = attrs.field(default=(), converter=_short_ios)
 
     @property
     def empty(self) -> bool:
@@ -248,7 +280,7 @@ def _item_json(item: Any) -> dict[str, Any]:
         value = getattr(item, field.name)
         default = field.default
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-            default = default.factory()  # type: ignore[union-attr]
+            default = default.factory()
         if value == default:
             continue
         if isinstance(value, Jitter):

@@ -186,6 +186,7 @@ class ClientExtractor:
             self.shutdown_seen = True
             self.shutdown_ns = now
         kind = type(request)
+        conn: _Conn | None
         if kind is sc.Recv:
             conn = self._conn(request.fd, request, seq)
             if result.error is None:
@@ -567,7 +568,7 @@ def _client(host: Any, server: Any, client: _Client, timing: str, pace: bool) ->
         client.script_done = True
         client.check_done(reader_ended=True)
         return
-    client.address = tuple(sock.getsockname()[:2])  # type: ignore[assignment]
+    client.address = tuple(sock.getsockname()[:2])
     connected = env.now
     reader = env.process(_reader(env, sock, client, rec.read_rate if pace else None))
     try:
@@ -680,6 +681,7 @@ def resimulate(
     timing: str = "recorded",
     pace_reads: bool = True,
     time_limit: float = 600.0,
+    pcap: str | os.PathLike[str] | IO[bytes] | None = None,
 ) -> ResimReport:
     """Re-run a trace's clients against the same app and config in simnet; see the module docstring.
 
@@ -689,7 +691,8 @@ def resimulate(
     SO_RCVBUF/SO_SNDBUF. `trace_out`: write the simulated server's trace there. `timing`:
     "recorded" (each chunk at its recorded time) or "asap". `pace_reads`: clients read at the
     estimated recorded rate where there is one. `time_limit`: virtual seconds after the last
-    recorded event before the server is told to shut down regardless.
+    recorded event before the server is told to shut down regardless. `pcap`: write every
+    segment of the re-simulation there (a path or a binary file), for Wireshark (docs/pcap.md).
 
     Raises TraceError for a malformed trace (nothing is simulated), ValueError for a bad option,
     OSError when the trace cannot be read or `trace_out` cannot be written.
@@ -711,7 +714,7 @@ def resimulate(
     header, recorded, extractor, path = _read(path_or_records)
     machine, config = build_machine(header, path, host=SERVER_IP, rcvbuf=rcvbuf, sndbuf=sndbuf)
 
-    net = Network(seed=seed, latency=latency_ns / NS)
+    net = Network(seed=seed, latency=latency_ns / NS, pcap=pcap)
     env = net.env
     server_host = net.host(SERVER_IP)
     watcher = ClientExtractor(origin=0, path="<simulation>")
@@ -765,17 +768,18 @@ def resimulate(
         if writer is not None and driver.finished:
             writer.record_exit()
     finally:
+        net.stop_capture()  # flushed, and closed if given as a path
         if writer is not None:
             writer.close()
 
     # Simulated connections to clients: by the client's address, in order of accept (an address
     # can come back for a later connection only after the earlier one is gone).
     by_addr: dict[tuple[str, int], collections.deque[_Conn]] = {}
-    for conn in watcher.conns:
-        by_addr.setdefault(conn.peer, collections.deque()).append(conn)
+    for accepted in watcher.conns:
+        by_addr.setdefault(accepted.peer, collections.deque()).append(accepted)
     results = []
     for client in clients:
-        queue = by_addr.get(client.address) if client.address is not None else None  # type: ignore[arg-type]
+        queue = by_addr.get(client.address) if client.address is not None else None
         conn = queue.popleft() if queue else None
         note = f"the simulated client saw {client.error}" if client.error else ""
         if conn is None:

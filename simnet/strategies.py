@@ -155,6 +155,7 @@ def fault_schedules(
 @st.composite
 def run_configs(
     draw: st.DrawFn,
+    /,
     *,
     app: str | None = None,
     machine: str | None = None,
@@ -170,7 +171,7 @@ def run_configs(
     if faults is True:
         schedule = draw(fault_schedules())
     elif faults is not False:
-        schedule = draw(faults)  # type: ignore[arg-type]
+        schedule = draw(faults)
     workload = draw(workloads(app=app, **workload_options))
     if schedule is not None and not schedule.empty and workload.response_timeout is None:
         # A fault may kill a connection silently (a one-sided RST): without a timeout its client

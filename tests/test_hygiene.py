@@ -2,11 +2,16 @@
 
 ruff must be clean, except in the files other work had open when the rule set was chosen
 (RUFF_PENDING: 18 findings, mostly UP035 imports and long lines); the test fails when one of
-them is clean and still listed, so the list only shrinks. mypy (non-strict, `[tool.mypy]`) is
-not yet: it reported 100 errors in 20 files when this test was written, most of them in
-simnet/aio (in progress), simnet/plot.py, simnet/cli.py and the kernel; the test holds the count
-to that ceiling so that it can only fall -- lower MYPY_CEILING as errors are fixed, down to 0.
-`mypy --strict` is further away still (not counted yet: run `mypy --strict` to see).
+them is clean and still listed, so the list only shrinks. mypy (non-strict, `[tool.mypy]`)
+reported 100 errors in 20 files when this test was written; the test holds the count to a
+ceiling so that it can only fall -- lower MYPY_CEILING as errors are fixed, down to 0. It is 1:
+simnet/cli.py (`Workload(**dict[str, int])`), in a file that other work had open.
+
+`mypy --strict` (not run here yet) is clean on simnet/kernel, simnet/server and realnet except
+for one error in simnet/server/syscalls.py (a bare `tuple`), and `mypy --strict simnet/kernel
+simnet/server realnet` reports only that one. On the whole tree it reports 49 errors in 10
+files, all in files that other work had open: simnet/aio (38), simnet/sweep_dask.py (8),
+simnet/cli.py (2) and the syscalls.py one (a fresh count: `mypy --strict | tail -1`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-MYPY_CEILING = 100
+MYPY_CEILING = 1
 RUFF_PENDING = {
     "simnet/cli.py", "simnet/kernel/epoll.py",
     "simnet/kernel/tcp.py", "simnet/run.py",

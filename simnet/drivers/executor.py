@@ -68,15 +68,15 @@ class SyscallExecutor:
     def _socket(self, request: sc.Socket) -> int:
         sock = self.new_socket()
         sock.setblocking(False)  # socket(..., SOCK_NONBLOCK): an event loop never blocks in a syscall
-        fd = sock.fileno()
+        fd: int = sock.fileno()
         self.fds[fd] = sock
         return fd
 
     def _setsockopt(self, request: sc.SetSockOpt) -> None:
         value = request.value
-        if isinstance(value, tuple):
-            value = struct.pack("ii", *value)  # SO_LINGER's struct linger
-        self.fds[request.fd].setsockopt(request.level, request.name, value)
+        # SO_LINGER's struct linger is a pair; every other option an int.
+        optval = struct.pack("ii", *value) if isinstance(value, tuple) else value
+        self.fds[request.fd].setsockopt(request.level, request.name, optval)
 
     def _accept(self, request: sc.Accept) -> tuple[int, tuple[str, int]]:
         conn, addr = self.fds[request.fd].accept()
@@ -91,7 +91,7 @@ class SyscallExecutor:
 
     def _epoll_create(self, request: sc.EpollCreate) -> int:
         ep = self.new_epoll()
-        fd = ep.fileno()
+        fd: int = ep.fileno()
         self.fds[fd] = ep
         return fd
 

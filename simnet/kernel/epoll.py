@@ -256,7 +256,7 @@ class Epoll:
         finally:
             self.net.drain()
         process = self._wait_gen(_timeout_ns(timeout), maxevents)
-        return self.net.drive(self.net.env.process(process), f"epoll.poll({timeout})")
+        return self.net.drive(process, f"epoll.poll({timeout})")
 
     @staticmethod
     def _check_maxevents(maxevents: int) -> int:

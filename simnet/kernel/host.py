@@ -199,10 +199,10 @@ class Host:
         holders = self.ports.get(port)
         if holders is None:
             self.ports[port] = sock  # the usual case, one socket on a port: no dict for it (P6)
-        elif type(holders) is dict:
+        elif isinstance(holders, dict):
             holders[sock.file_id] = sock
         elif holders is not sock:
-            self.ports[port] = {holders.file_id: holders, sock.file_id: sock}  # type: ignore[union-attr]
+            self.ports[port] = {holders.file_id: holders, sock.file_id: sock}
 
     def free_port(self, sock: TcpSocket, port: int) -> None:
         holders = self.ports.get(port)

@@ -121,7 +121,7 @@ def _block(host: Host, check: Callable[[], Any], fds: Sequence[int], timeout_ns:
         net.drain()
     if result is not None or timeout_ns == 0:
         return result
-    return net.drive(net.env.process(_wait_gen(host, check, fds, timeout_ns)), what)
+    return net.drive(_wait_gen(host, check, fds, timeout_ns), what)
 
 
 def _block_co(host: Host, check: Callable[[], Any], fds: Sequence[int],
@@ -156,7 +156,7 @@ def select(host: Host, rlist: Any, wlist: Any, xlist: Any, timeout: float | None
     """select.select on `host`'s fds (see the module docstring)."""
     check, fds, timeout_ns = _prepare_select(host, rlist, wlist, xlist, timeout)
     result = _block(host, check, fds, timeout_ns, f"select(timeout={timeout})")
-    return ([], [], []) if result is None else result  # type: ignore[no-any-return]
+    return ([], [], []) if result is None else result
 
 
 def co_select(host: Host, rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None
@@ -164,7 +164,7 @@ def co_select(host: Host, rlist: Any, wlist: Any, xlist: Any, timeout: float | N
     """select for simulated processes: `r, w, x = yield from co_select(host, [s], [], [], 1.0)`."""
     check, fds, timeout_ns = _prepare_select(host, rlist, wlist, xlist, timeout)
     result = yield from _block_co(host, check, fds, timeout_ns)
-    return ([], [], []) if result is None else result  # type: ignore[no-any-return]
+    return ([], [], []) if result is None else result
 
 
 def _prepare_select(host: Host, rlist: Any, wlist: Any, xlist: Any, timeout: float | None
@@ -286,10 +286,10 @@ class Poll:
         timeout_ns = _poll_timeout_ns(timeout)
         fds = list(self._fds)
         result = _block(self.host, self._check, fds, timeout_ns, f"poll({timeout})")
-        return [] if result is None else result  # type: ignore[no-any-return]
+        return [] if result is None else result
 
     def co_poll(self, timeout: float | None = None) -> Generator[Any, Any, list[tuple[int, int]]]:
         """poll for simulated processes: `events = yield from p.co_poll(1000)`."""
         timeout_ns = _poll_timeout_ns(timeout)
         result = yield from _block_co(self.host, self._check, list(self._fds), timeout_ns)
-        return [] if result is None else result  # type: ignore[no-any-return]
+        return [] if result is None else result

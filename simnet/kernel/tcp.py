@@ -154,12 +154,12 @@ def _syscall(body: Callable[Concatenate[TcpSocket, _P], _R]) -> Callable[Concate
     the body runs on the open file. A DupSocket runs the same bodies for its own fd through
     `__wrapped__`, so the check is the only part that belongs to the fd."""
 
-    @functools.wraps(body)
-    def checked(self: TcpSocket, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    def checked(self: TcpSocket, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if self.closed_fd:
             raise_errno(errno.EBADF)
         return body(self, *args, **kwargs)
 
+    functools.update_wrapper(checked, body)  # its name, its docstring, and __wrapped__
     return checked
 
 
@@ -605,7 +605,7 @@ class TcpSocket:
             self.net.drain()
         if code not in (errno.EINPROGRESS, errno.EALREADY) or self.timeout_ns == 0:
             return code
-        return self.net.drive(self.net.env.process(self._connect_wait_gen(address, code)), what)
+        return self.net.drive(self._connect_wait_gen(address, code), what)
 
     def _connect_wait_gen(self, address: Address, code: int) -> Generator[Any, Any, int]:
         if self.timeout_ns is None:
@@ -687,7 +687,7 @@ class TcpSocket:
                 n = self._blocking_call(lambda: self._send_now(bytes(view)), KEY_OUT, "sendall")
                 view = view[n:]
             return
-        self.net.drive(self.net.env.process(self._sendall_timeout_gen(data)), "sendall")
+        self.net.drive(self._sendall_timeout_gen(data), "sendall")
 
     def _blocking_send(self, data: bytes, what: str) -> int:
         try:
@@ -696,7 +696,7 @@ class TcpSocket:
                 return sent
         finally:
             self.net.drain()
-        return self.net.drive(self.net.env.process(self._send_all_gen(data, sent)), what)
+        return self.net.drive(self._send_all_gen(data, sent), what)
 
     def _send_some(self, data: bytes, sent: int) -> int:
         try:
@@ -1093,7 +1093,7 @@ class TcpSocket:
         waiters.append(event)
         return event
 
-    def _blocking_call(self, attempt: Callable[[], Any], want: int, what: str, flags: int = 0) -> Any:
+    def _blocking_call(self, attempt: Callable[[], _R], want: int, what: str, flags: int = 0) -> _R:
         """Run `attempt` with the socket's blocking mode.
 
         Non-blocking (or MSG_DONTWAIT): once, EAGAIN raised. Blocking: once, then sleep until a
@@ -1109,9 +1109,9 @@ class TcpSocket:
                     raise
             finally:
                 self.net.drain()
-        return self.net.drive(self.net.env.process(self._retry_gen(attempt, want)), what)
+        return self.net.drive(self._retry_gen(attempt, want), what)
 
-    def _retry_gen(self, attempt: Callable[[], Any], want: int) -> Generator[Any, Any, Any]:
+    def _retry_gen(self, attempt: Callable[[], _R], want: int) -> Generator[Any, Any, _R]:
         env = self.net.env
         timeout = self.timeout_ns
         deadline = None if timeout is None else env.now + timeout
@@ -1355,9 +1355,9 @@ class TcpSocket:
         """tcp_done: state CLOSE, both directions shut; the port goes unless bind() pinned it."""
         self._cancel_timers()
         host = self.host
-        key = (self.local, self.remote)
-        if host.connections.get(key) is self:  # type: ignore[arg-type]
-            del host.connections[key]  # type: ignore[index]
+        local, remote = self.local, self.remote
+        if local is not None and remote is not None and host.connections.get((local, remote)) is self:
+            del host.connections[(local, remote)]
         self.state = CLOSED
         self.shutdown_flags = SHUTDOWN_MASK
         self.ooo = _NO_SEGMENTS  # type: ignore[assignment]
@@ -1873,12 +1873,12 @@ def _forward(body: Callable[Concatenate[TcpSocket, _P], _R]) -> Callable[Concate
     """TcpSocket's method `body` (a @_syscall), called through a DupSocket's own fd."""
     raw: Callable[Concatenate[TcpSocket, _P], _R] = body.__wrapped__  # type: ignore[attr-defined]
 
-    @functools.wraps(raw)
-    def through_dup(self: DupSocket, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    def through_dup(self: DupSocket, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if self.closed_fd:
             raise_errno(errno.EBADF)
         return raw(self._sock, *args, **kwargs)
 
+    functools.update_wrapper(through_dup, raw)
     return through_dup
 
 
@@ -2034,7 +2034,7 @@ class SocketCoroutines:
         self._sock = sock
         self._handle = sock if handle is None else handle  # whose fd the calls go through
 
-    def _call(self, attempt: Callable[[], Any], want: int) -> Generator[Any, Any, Any]:
+    def _call(self, attempt: Callable[[], _R], want: int) -> Generator[Any, Any, _R]:
         sock = self._sock
         if sock.timeout_ns is None or sock.timeout_ns == 0:
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -12,7 +12,11 @@ MS = 1_000_000  # ns
 SECOND = 1_000_000_000  # ns
 
 _positive = attrs.validators.gt(0)
-_optional_positive = attrs.validators.optional(attrs.validators.gt(0))
+# Typed for the `int | None` fields: mypy solves attrs.field's type from the default (an int),
+# and a validator inferred for `int | None` attributes would not match `Attribute[int]`.
+_optional_positive: Callable[[Any, attrs.Attribute[Any], int | None], Any] = attrs.validators.optional(
+    attrs.validators.gt(0)
+)
 
 
 @attrs.frozen(kw_only=True)

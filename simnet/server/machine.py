@@ -81,10 +81,11 @@ request. Whatever an app raises is caught here: counted, and its connection drop
 from __future__ import annotations
 
 import enum
+import functools
 import heapq
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -638,7 +639,7 @@ class ServerMachine:
     def _next_close(self) -> sc.Syscall | None:
         while self._closeq:
             conn = self.connections[self._closeq.popleft()]
-            return self._issue(sc.Close(fd=conn.fd), lambda r, conn=conn: self._on_conn_closed(conn, r))
+            return self._issue(sc.Close(fd=conn.fd), functools.partial(self._on_conn_closed, conn))
         if self._listener_close_due and self.listen_fd is not None:
             self._listener_close_due = False
             return self._issue(sc.Close(fd=self.listen_fd), self._on_listener_closed)
@@ -682,11 +683,11 @@ class ServerMachine:
                 continue
             if self.config.nodelay and not conn.nodelay_done:
                 request: sc.Syscall = sc.SetSockOpt(fd=conn.fd, level=sc.IPPROTO_TCP, name=sc.TCP_NODELAY, value=1)
-                return self._issue(request, lambda r, conn=conn: self._on_nodelay(conn, r))
+                return self._issue(request, functools.partial(self._on_nodelay, conn))
             self._setupq.popleft()
             mask = self._conn_want(conn)
             request = sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_ADD, fd=conn.fd, mask=mask)
-            return self._issue(request, lambda r, conn=conn, mask=mask: self._on_conn_added(conn, mask, r))
+            return self._issue(request, functools.partial(self._on_conn_added, conn, mask))
         return None
 
     def _on_nodelay(self, conn: Connection, result: sc.Result) -> None:
@@ -714,7 +715,7 @@ class ServerMachine:
             if conn is None or conn.state is not LINGERING or not conn.shutdown_due:
                 continue
             conn.shutdown_due = False
-            return self._issue(sc.Shutdown(fd=conn.fd, how=sc.SHUT_WR), lambda r, conn=conn: self._on_shutdown(conn, r))
+            return self._issue(sc.Shutdown(fd=conn.fd, how=sc.SHUT_WR), functools.partial(self._on_shutdown, conn))
         return None
 
     def _on_shutdown(self, conn: Connection, result: sc.Result) -> None:
@@ -760,7 +761,7 @@ class ServerMachine:
                 self.stats.accept_pauses += 1
                 self._accept_blocked_until = self.now + self.config.accept_retry_ns
             return
-        fd, peer = result.value  # type: ignore[misc]
+        fd, peer = cast("tuple[int, tuple[str, int]]", result.value)
         try:
             app = self.app_factory()
             failed: str | None = None
@@ -1081,15 +1082,15 @@ class ServerMachine:
         due: dict[int, Connection] = {}
         while heap and heap[0][0] <= now:
             key, _, cid = heapq.heappop(heap)
-            conn = self.connections.get(cid)
-            if conn is None or conn.deadline_at != key:
+            queued = self.connections.get(cid)
+            if queued is None or queued.deadline_at != key:
                 continue  # stale
-            conn.deadline_at = None
-            deadline = conn.deadline
+            queued.deadline_at = None
+            deadline = queued.deadline
             if deadline is not None and deadline <= now:
-                due[cid] = conn
+                due[cid] = queued
             else:
-                self._note_deadline(conn)  # came up early: the deadline moved later
+                self._note_deadline(queued)  # came up early: the deadline moved later
         for cid in sorted(due):  # in accept order, whatever order the deadlines fell in
             conn = due[cid]
             conn.deadline_at = None
@@ -1122,7 +1123,7 @@ class ServerMachine:
             want = self._listener_want()
             if want != self._listener_mask:
                 request = sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_MOD, fd=self.listen_fd, mask=want)
-                return self._issue(request, lambda r, want=want: self._on_listener_mod(want, r))
+                return self._issue(request, functools.partial(self._on_listener_mod, want))
         dirty = self._dirty
         if not dirty:
             return None
@@ -1141,7 +1142,7 @@ class ServerMachine:
             want = self._conn_want(conn)
             if want != conn.registered:
                 request = sc.EpollCtl(epfd=self._epfd(), op=sc.EPOLL_CTL_MOD, fd=conn.fd, mask=want)
-                return self._issue(request, lambda r, conn=conn, want=want: self._on_conn_mod(conn, want, r))
+                return self._issue(request, functools.partial(self._on_conn_mod, conn, want))
         return None
 
     def _on_listener_mod(self, want: int, result: sc.Result) -> None:
@@ -1241,7 +1242,7 @@ class ServerMachine:
 
 
 def _is_fd(value: object) -> bool:
-    return type(value) is int and value >= 0  # type: ignore[operator]
+    return type(value) is int and value >= 0
 
 
 def _is_addr(value: object) -> bool:

@@ -399,7 +399,7 @@ class HttpProtocol:
             head = self._queue[0]
             out += head.take(max_bytes - len(out))
             if head.done:
-                self._queue.popleft()  # type: ignore[union-attr]
+                self._queue.popleft()
                 if head.final:
                     self.responses += 1
         return bytes(out)
