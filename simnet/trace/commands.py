@@ -82,6 +82,9 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--trace", dest="trace_out", metavar="OUT.jsonl", help="write the simulated server's trace here"
     )
     sim.add_argument(
+        "--pcap", metavar="OUT.pcap", help="write every segment of the re-simulation as pcap, for Wireshark"
+    )
+    sim.add_argument(
         "--asap",
         action="store_true",
         help="send each client's data as soon as it is connected, not at the recorded times",
@@ -133,7 +136,7 @@ def _load_factory(spec: str) -> Callable[..., Any]:
     return factory  # type: ignore[no-any-return]
 
 
-_SIM_OPTIONS = ("seed", "latency", "rcvbuf", "sndbuf", "trace_out", "asap", "no_pace")
+_SIM_OPTIONS = ("seed", "latency", "rcvbuf", "sndbuf", "trace_out", "pcap", "asap", "no_pace")
 
 
 def _sim_option_given(args: argparse.Namespace) -> str | None:
@@ -239,6 +242,12 @@ def _cmd_resim(args: argparse.Namespace) -> int:
         del latency  # checked here for a one-line message; resimulate parses the same text
     except ValueError as exc:
         return _bad_input(f"simnet replay: {exc}")
+    pcap_file = None
+    if args.pcap is not None:  # opened now, so that a bad path costs no simulation
+        try:
+            pcap_file = open(args.pcap, "wb", buffering=1 << 20)  # noqa: SIM115 (closed after the run)
+        except OSError as exc:
+            return _bad_input(f"simnet replay: --pcap {args.pcap}: {exc.strerror or exc}")
     try:
         report = resimulate(
             args.trace,
@@ -249,6 +258,7 @@ def _cmd_resim(args: argparse.Namespace) -> int:
             trace_out=args.trace_out,
             timing="asap" if args.asap else "recorded",
             pace_reads=not args.no_pace,
+            pcap=pcap_file,
         )
     except TraceError as exc:
         return _bad_input(str(exc))
@@ -258,6 +268,9 @@ def _cmd_resim(args: argparse.Namespace) -> int:
         return _bad_input(f"{name}: {verb}: {exc.strerror or exc}")
     except ValueError as exc:
         return _bad_input(f"simnet replay: {exc}")
+    finally:
+        if pcap_file is not None:
+            pcap_file.close()
     print(report.format())
     return EXIT_OK if report.ok else EXIT_DIVERGED
 

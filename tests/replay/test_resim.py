@@ -188,6 +188,23 @@ def test_the_command_prints_a_line_per_connection_and_a_total(
     assert "latency 1ms, rcvbuf 4096" in out[5]
 
 
+def test_the_resimulation_writes_a_pcap_of_its_segments(
+    http_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.kernel.test_pcap import check_packet, packets
+
+    out = tmp_path / "resim.pcap"
+    assert main(["replay", "--sim", "--latency", "1ms", "--pcap", str(out), str(http_trace)]) == 0
+    fields = [check_packet(packet) for _, packet in packets(out.read_bytes())]  # checksums verify
+    assert fields and sum(1 for f in fields if f["flags"] & 0x02 and not f["flags"] & 0x10) == 5  # a SYN each
+    assert any(b"HTTP/1.1 200" in bytes(f["data"]) for f in fields)
+    capsys.readouterr()
+    assert main(["replay", "--sim", "--pcap", str(tmp_path / "no" / "x.pcap"), str(http_trace)]) == 2
+    assert capsys.readouterr().err.startswith(f"simnet replay: --pcap {tmp_path / 'no' / 'x.pcap'}: No such file")
+    assert main(["replay", "--pcap", str(out), str(http_trace)]) == 2  # only a re-simulation has segments
+    assert "--pcap applies only to a re-simulation" in capsys.readouterr().err
+
+
 def corrupt_send(obj: dict[str, Any], fd: int, nth: int, state: dict[str, int]) -> dict[str, Any]:
     """Flip one byte in the `nth` Send on `fd` that moved bytes."""
     if obj.get("call") == "Send" and obj["args"]["fd"] == fd and obj.get("ret"):
