@@ -66,7 +66,7 @@ def dask_client(address: str | None, workers: int) -> Iterator[Any]:
             processes=True,
             dashboard_address=None,
             scheduler_kwargs={"dashboard": False},  # no web server: no port 8787 to collide over
-            silence_logs=logging.ERROR,
+            silence_logs=logging.CRITICAL,  # a closing cluster logs heartbeat errors: noise here
         )
         try:
             with distributed.Client(cluster) as client:
