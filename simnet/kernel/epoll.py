@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import errno
 import select
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
