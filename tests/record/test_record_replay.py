@@ -261,3 +261,24 @@ def test_a_machine_trace_is_not_replayed_as_a_program(tmp_path: Path) -> None:
     proc = subprocess.run([*SIMNET, "replay", str(REPO / "traces" / "curl_post.jsonl")], capture_output=True,
                           text=True, env=_env(), timeout=TIMEOUT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+AIOHTTP_APP = HERE / "programs" / "aiohttp_app.py"
+
+
+def test_an_aiohttp_app_under_curl_and_http_client_replays_exactly(recording: Callable[..., Recording]) -> None:
+    pytest.importorskip("aiohttp")
+    rec = recording(program=AIOHTTP_APP, name="aiohttp.jsonl")
+    conn = http.client.HTTPConnection("127.0.0.1", rec.port, timeout=TIMEOUT)
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"hello from aiohttp\n"
+    conn.request("POST", "/echo", body=b"x" * 100_000)  # several reads, one large send
+    assert conn.getresponse().read() == b"x" * 100_000
+    conn.close()
+    if shutil.which("curl"):
+        out = subprocess.run(["curl", "-s", f"http://127.0.0.1:{rec.port}/"], capture_output=True, timeout=TIMEOUT)
+        assert out.stdout == b"hello from aiohttp\n"
+    assert rec.stop(signal.SIGINT) == 0
+    proc = _replay(rec.trace, AIOHTTP_APP)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith("syscalls matched; the program exited as recorded")
