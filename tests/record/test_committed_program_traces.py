@@ -15,7 +15,7 @@ PROGRAMS = REPO / "tests" / "record" / "programs"
 TRACES = [("streams_curl.jsonl", "streams_app.py", "18801"), ("aiohttp_curl.jsonl", "aiohttp_app.py", "18802")]
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="recorded on Python 3.11: asyncio's calls differ by version")
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="recorded on 3.11: asyncio's calls differ by version")
 @pytest.mark.parametrize(("trace", "program", "port"), TRACES)
 def test_a_committed_program_trace_replays_exactly(trace: str, program: str, port: str) -> None:
     if program.startswith("aiohttp"):
