@@ -931,7 +931,7 @@ def run(quick: bool = False, record: Path | None = None, only: list[str] | None 
 
 def replay_figures(path: Path, summary: str) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from simnet.replay import replay_exact
+    from simnet.drivers.replay import replay_exact
 
     t0 = time.monotonic()
     report = replay_exact(path)

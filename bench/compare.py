@@ -53,7 +53,7 @@ import sys, tempfile, time
 from pathlib import Path
 sys.path[:0] = ["bench", "."]
 import replay_speed
-from simnet.replay import replay_exact
+from simnet.drivers.replay import replay_exact
 path = replay_speed.real_machine_trace(Path(tempfile.mkdtemp()), int(sys.argv[1]))
 best = min(_time(lambda: replay_exact(path)) for _ in range(3))
 print(replay_exact(path).matched / best)
@@ -65,7 +65,7 @@ print(replay_exact(path).matched / best)
         """
 import sys
 sys.path[:0] = ["."]
-from simnet.replay import replay_exact
+from simnet.drivers.replay import replay_exact
 path = sys.argv[1]
 report = replay_exact(path)
 assert report.ok, report.format()

@@ -57,7 +57,7 @@ def idle_connections(n: int, setup: str, measure: str) -> dict[str, Any]:
     """Open n idle connections; the bytes they hold (tracemalloc) or the RSS they added."""
     import tracemalloc
 
-    from simnet.driver import SimDriver
+    from simnet.drivers.simulated import SimDriver
     from simnet.kernel import Network
     from simnet.server.apps import make_app
     from simnet.server.config import ServerConfig
@@ -119,7 +119,7 @@ def idle_connections(n: int, setup: str, measure: str) -> dict[str, Any]:
             part = (
                 "simnet/kernel" if "/simnet/kernel/" in name
                 else "simnet/server" if "/simnet/server/" in name
-                else "simnet/driver" if name.endswith("simnet/driver.py")
+                else "simnet/driver" if name.endswith("simnet/drivers/simulated.py")
                 else "simpy" if "/simpy/" in name
                 else "other"
             )

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests" / "trace"))
 
 import msgspec  # noqa: E402
 
-from simnet.replay import replay_exact  # noqa: E402
+from simnet.drivers.replay import replay_exact  # noqa: E402
 from simnet.trace import Recorder, TraceHeader, TraceWriter, read_trace  # noqa: E402
 from simnet.trace.codec import _Envelope, encode_record  # noqa: E402
 from trace_fakes import FakeKernel, make_echo_machine, record_fake_run  # noqa: E402

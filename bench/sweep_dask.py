@@ -3,7 +3,7 @@
     python bench/sweep_dask.py            # two scenarios, 3 rounds, 1 and 2 workers each
     python bench/sweep_dask.py --quick    # a smoke run: few seeds, one round
 
-Everything runs in this one process through `simnet.sweep.sweep`, the function behind the
+Everything runs in this one process through `simnet.testing.sweep.sweep`, the function behind the
 command, so the figures are the sweep's own and not the interpreter's start-up. Per scenario and
 worker count: seeds/s with --jobs (a fork pool), and with Dask on a LocalCluster of that many
 worker processes, the cluster's start (~1 s: spawned processes import simnet) left out and then
@@ -16,6 +16,7 @@ tasks), which sweep_dask.TARGET_BATCH_SECONDS is sized against. Goal: Dask >= 0.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -25,8 +26,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simnet.run import RunConfig
-from simnet.sweep import SeedResult, SimScenario, sweep
-from simnet.sweep_dask import dask_client
+from simnet.testing.sweep import SeedResult, SimScenario, sweep
+from simnet.testing.sweep_dask import dask_client, run_on_dask
 from simnet.workload import Workload
 
 GOAL = 0.9
@@ -56,7 +57,7 @@ def timed_dask(scenario: SimScenario, seeds: range, workers: int) -> tuple[float
     with dask_client(None, workers) as client:
         client.submit(len, [], pure=False).result()  # the workers are up and have run a task
         swept = time.perf_counter()
-        results = sweep(scenario, seeds, dask=client)
+        results = sweep(scenario, seeds, runner=functools.partial(run_on_dask, client))
         sweep_seconds = time.perf_counter() - swept
     return sweep_seconds, time.perf_counter() - started, results
 

@@ -14,6 +14,7 @@ never a traceback).
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 import time
@@ -22,8 +23,12 @@ from typing import Any
 import attrs
 
 from simnet import units
-from simnet.trace.commands import EXIT_BAD_INPUT, add_replay_parser, add_show_parser, cmd_replay, cmd_show
-from simnet.trace.commands import add_record_parser
+from simnet.trace.commands import (
+    EXIT_BAD_INPUT,
+    add_record_parser,
+    add_replay_parser,
+    add_show_parser,
+)
 
 # Durations and sizes are read by simnet/units.py, as realnet serve reads them. A size is positive
 # (a buffer, a cap, a limit, a rate of 0 bytes means nothing), except a payload's, which may be empty.
@@ -365,7 +370,7 @@ def _aio_scenario(args: argparse.Namespace) -> Any:
     """The AioScenario of `--aio MODULE:FUNCTION` and the fault options; ValueError (one line)
     for an option that describes a `simnet run` scenario, an unloadable target or a bad option."""
     from simnet.run import load_object
-    from simnet.sweep import AioScenario
+    from simnet.testing.sweep import AioScenario
 
     foreign = [name for name in ("config", *_WORKLOAD_OPTIONS, *_RUN_OPTIONS, *_APP_OPTIONS)
                if name not in _AIO_OPTIONS and getattr(args, name, None) is not None]  # fmt: skip
@@ -412,7 +417,7 @@ def _write_sweep_json(file: Any, results: Any, reproduce: Any, *, with_syscalls:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from simnet.sweep import ProgressBar, SimScenario, parse_seeds, sweep
+    from simnet.testing.sweep import ProgressBar, SimScenario, parse_seeds, sweep
 
     def bad(message: str) -> int:
         print(f"simnet sweep: {message}", file=sys.stderr)
@@ -444,13 +449,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             results = sweep(scenario, seeds, jobs=jobs, progress=progress)
             where = f"{jobs} jobs"
         else:
-            from simnet.sweep_dask import DaskUnavailable, cluster_workers, dask_client, local_workers
+            from simnet.testing.sweep_dask import (
+                DaskUnavailable,
+                cluster_workers,
+                dask_client,
+                local_workers,
+                run_on_dask,
+            )
 
             address = None if args.dask == "local" else args.dask
             try:
                 with dask_client(address, local_workers(args.jobs)) as client:
                     workers = cluster_workers(client)
-                    results = sweep(scenario, seeds, progress=progress, dask=client)
+                    results = sweep(scenario, seeds, progress=progress, runner=functools.partial(run_on_dask, client))
             except DaskUnavailable as exc:
                 return bad(str(exc))
             where = f"Dask {'LocalCluster' if address is None else address}, {workers} worker{'s' * (workers != 1)}"

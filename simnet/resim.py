@@ -697,7 +697,7 @@ def resimulate(
     Raises TraceError for a malformed trace (nothing is simulated), ValueError for a bad option,
     OSError when the trace cannot be read or `trace_out` cannot be written.
     """
-    from simnet.driver import SimDriver
+    from simnet.drivers.simulated import SimDriver
     from simnet.kernel import Network
     from simnet.run import CLIENTS_PER_HOST, SERVER_IP
     from simnet.trace.writer import TraceWriter

@@ -16,7 +16,7 @@ from typing import IO, Any, Callable
 
 import attrs
 
-from simnet.driver import SimDriver
+from simnet.drivers.simulated import SimDriver
 from simnet.faults import FaultSchedule
 from simnet.kernel import Network
 from simnet.server import syscalls as sc

@@ -10,7 +10,7 @@ simnet/cli.py (`Workload(**dict[str, int])`), in a file that other work had open
 `mypy --strict` (not run here yet) is clean on simnet/kernel, simnet/server and realnet except
 for one error in simnet/server/syscalls.py (a bare `tuple`), and `mypy --strict simnet/kernel
 simnet/server realnet` reports only that one. On the whole tree it reports 49 errors in 10
-files, all in files that other work had open: simnet/aio (38), simnet/sweep_dask.py (8),
+files, all in files that other work had open: simnet/aio (38), simnet/testing/sweep_dask.py (8),
 simnet/cli.py (2) and the syscalls.py one (a fresh count: `mypy --strict | tail -1`).
 """
 

@@ -180,7 +180,7 @@ stop
 # -- every trace replays exactly, and stays small ------------------------------------------------
 "$PY" - "$MAX_BYTES" "$OUT"/*.jsonl <<'EOF'
 import os, sys
-from simnet.replay import replay_exact
+from simnet.drivers.replay import replay_exact
 limit, paths = int(sys.argv[1]), sys.argv[2:]
 bad = 0
 for path in paths:

@@ -3,7 +3,7 @@
 A driver holds no protocol or connection logic. It turns each request into the one socket or
 epoll call it names, and the outcome into a `Result`: the return value, or the errno *name*
 (`OSError.errno` looked up in `errno.errorcode`), with the backend's clock. The machine decides
-everything else. The executor is shared by the simulated driver (`simnet.driver.SimDriver`, on
+everything else. The executor is shared by the simulated driver (`simnet.drivers.simulated.SimDriver`, on
 simulated sockets) and by realnet (on real ones), so the two backends differ only in where
 sockets come from and how EpollWait waits. It lives here, apart from both, because realnet must
 not load the simulated kernel: this module imports neither simpy nor `socket` (tests/test_layers.py).

@@ -197,7 +197,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     given = _sim_option_given(args)
     if given is not None:
         return _bad_input(f"simnet replay: {given} applies only to a re-simulation: add --sim")
-    from simnet.replay import replay_exact  # not at import time: simnet.replay imports simnet.trace
+    from simnet.drivers.replay import replay_exact  # not at import time: simnet.drivers.replay imports simnet.trace
 
     try:
         factory = _load_factory(args.machine) if args.machine else None

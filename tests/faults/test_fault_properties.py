@@ -1,7 +1,7 @@
 """Whole runs under drawn faults keep the server issue's properties (issue 5).
 
 Loss (up to 5 %), duplication, reordering, jitter, partitions and holds that heal, injected
-RSTs and short I/O on the server's sockets, all drawn by `simnet.strategies.fault_schedules`:
+RSTs and short I/O on the server's sockets, all drawn by `simnet.testing.strategies.fault_schedules`:
 on every connection that was not reset no byte is lost, duplicated or reordered (the clients
 check every response byte for byte), the server never crashes and exits when asked, every fd
 is closed at the end, and every client either completes or names the error it observed.
@@ -15,7 +15,7 @@ import io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simnet import strategies as sst
+from simnet.testing import strategies as sst
 from simnet.run import RunConfig, simulate
 from simnet.testing import check_run
 

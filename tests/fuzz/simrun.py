@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from simnet.driver import SimDriver
+from simnet.drivers.simulated import SimDriver
 from simnet.kernel import Network
 from simnet.server.apps.base import AppFactory
 from simnet.server.config import SECOND, ServerConfig

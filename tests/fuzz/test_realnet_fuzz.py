@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simnet.replay import replay_exact
+from simnet.drivers.replay import replay_exact
 
 from .http_inputs import MAX_BODY, MAX_HEADER, Hostile, chunkings, hostile_inputs, parse_responses
 

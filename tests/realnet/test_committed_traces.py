@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simnet.replay import replay_exact
+from simnet.drivers.replay import replay_exact
 
 TRACES = sorted((Path(__file__).resolve().parents[2] / "traces").glob("*.jsonl"))
 

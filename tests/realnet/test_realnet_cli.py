@@ -62,7 +62,7 @@ def test_a_machine_failure_is_one_line_and_the_trace_keeps_it(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path  # type: ignore[no-untyped-def]
 ) -> None:
     import realnet.server
-    from simnet.replay import replay_exact
+    from simnet.drivers.replay import replay_exact
     from simnet.server.machine import ServerMachine
 
     class Failing(ServerMachine):

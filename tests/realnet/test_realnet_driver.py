@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from realnet import RealDriver, serve
-from simnet.replay import replay_exact
+from simnet.drivers.replay import replay_exact
 from simnet.server.config import ServerConfig
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from simnet.replay import replay_exact
+from simnet.drivers.replay import replay_exact
 from simnet.resim import resimulate
 from simnet.server import syscalls as sc
 from simnet.server.apps.http import pattern

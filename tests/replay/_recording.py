@@ -16,7 +16,7 @@ from typing import Any, Generator
 
 import attrs
 
-from simnet.driver import SimDriver
+from simnet.drivers.simulated import SimDriver
 from simnet.kernel import Network
 from simnet.run import RunConfig, simulate
 from simnet.server.apps import make_app

@@ -16,7 +16,8 @@ import pytest
 from simnet.resim import CLOSE, EQUAL, RESET, resimulate
 
 TRACE_DIR = Path(__file__).resolve().parents[2] / "traces"
-TRACES = sorted(TRACE_DIR.rglob("*.jsonl")) if TRACE_DIR.is_dir() else []
+# Machine traces only: program traces (traces/aio/) are re-run by tests/record.
+TRACES = sorted(TRACE_DIR.glob("*.jsonl")) if TRACE_DIR.is_dir() else []
 PERTURBATIONS: list[dict[str, Any]] = [{}, {"rcvbuf": 4096, "sndbuf": 4096, "latency": "1ms", "seed": 1}]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from simnet.replay import replay_exact
+from simnet.drivers.replay import replay_exact
 from simnet.resim import (
     CLOSE,
     CLOSE_ON_EOF,

@@ -1,7 +1,7 @@
 """The strategies catch classic event-loop bugs, and each failure shrinks to files that reproduce it.
 
 A machine variant that ignores partial writes, and one that never registers EPOLLOUT, are run
-under `simnet.strategies.run_configs`; hypothesis must find a failing run, shrink it, and
+under `simnet.testing.strategies.run_configs`; hypothesis must find a failing run, shrink it, and
 `check_run` must leave a configuration that `simnet run --config` fails on again and a trace that
 `simnet replay` replays exactly with the variant and that diverges from the reference machine.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from simnet import strategies as sst
+from simnet.testing import strategies as sst
 from simnet.run import RunConfig
 from simnet.testing import RunFailed, check_run
 

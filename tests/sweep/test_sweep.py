@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simnet.run import RunConfig
-from simnet.sweep import parse_seeds, sweep
+from simnet.testing.sweep import parse_seeds, sweep
 from simnet.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from simnet.sweep import AioScenario, ProgressBar, SeedResult, one_line
+from simnet.testing.sweep import AioScenario, ProgressBar, SeedResult, one_line
 
 pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'simnet[dask]'")
 

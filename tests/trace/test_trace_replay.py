@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trace_fakes import EchoMachine, make_buggy_machine, make_echo_machine, record_fake_run
 
-from simnet.replay import ReplayReport, replay_exact
+from simnet.drivers.replay import ReplayReport, replay_exact
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import TraceHeader, read_trace

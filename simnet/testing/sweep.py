@@ -9,7 +9,7 @@ state leaked in from outside the seed (a set's order, `id()`, the wall clock).
 A scenario is either a `simnet run` configuration (`SimScenario`) or an asyncio program run by
 simnet.aio (`AioScenario`, `simnet sweep --aio module:function`); both answer `run(seed)` with a
 `SeedResult`, so the same sweep runs them in this process, across forked processes (`--jobs`)
-or on a Dask cluster (simnet/sweep_dask.py, `--dask`), with the same results.
+or on a Dask cluster (simnet/testing/sweep_dask.py, `--dask`), with the same results.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import multiprocessing
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, Protocol
 
 import attrs
@@ -161,7 +161,7 @@ def run_seed(scenario: Scenario, seed: int) -> SeedResult:
 
 def run_batch(scenario: Scenario, seeds: Sequence[int]) -> tuple[list[SeedResult], float]:
     """A worker's unit of work on Dask: several seeds, and the wall time they took there (which
-    sizes the next batches, simnet/sweep_dask.py)."""
+    sizes the next batches, simnet/testing/sweep_dask.py)."""
     started = time.perf_counter()
     results = [scenario.run(seed) for seed in seeds]
     return results, time.perf_counter() - started
@@ -174,12 +174,13 @@ def sweep(
     jobs: int = 1,
     check_determinism: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
-    dask: Any = None,
+    runner: Callable[[Scenario, Sequence[int]], Iterable[SeedResult]] | None = None,
 ) -> list[SeedResult]:
     """Run every seed; results in seed order. `progress(done, total, failures)` after each.
 
-    A RunConfig is run as SimScenario(config, check_determinism). `dask`: a distributed.Client to
-    run the seeds on (in batches, simnet/sweep_dask.py) instead of `jobs` forked processes."""
+    A RunConfig is run as SimScenario(config, check_determinism). `runner(scenario, seeds)`, if
+    given, runs the seeds instead of `jobs` forked processes and yields their results in any
+    order: `functools.partial(sweep_dask.run_on_dask, client)` runs them on a Dask cluster."""
     if isinstance(scenario, RunConfig):
         scenario = SimScenario(scenario, check_determinism=check_determinism)
     total = len(seeds)
@@ -194,10 +195,8 @@ def sweep(
             if progress is not None:
                 progress(len(results), total, failures)
 
-    if dask is not None:
-        from simnet.sweep_dask import run_on_dask
-
-        collect(run_on_dask(dask, scenario, seeds))
+    if runner is not None:
+        collect(iter(runner(scenario, seeds)))
         order = {seed: i for i, seed in reversed(list(enumerate(seeds)))}
         results.sort(key=lambda r: order[r.seed])  # batches finish in any order; report in seed order
     elif jobs <= 1 or total <= 1:

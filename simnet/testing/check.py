@@ -1,7 +1,7 @@
 """Checking whole runs in users' tests, with failures saved as files one command reproduces.
 
     from hypothesis import given
-    from simnet import strategies as sst
+    from simnet.testing import strategies as sst
     from simnet.testing import check_run
 
     @given(sst.run_configs())

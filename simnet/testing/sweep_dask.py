@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from simnet.sweep import Scenario, SeedResult, run_batch
+from simnet.testing.sweep import Scenario, SeedResult, run_batch
 
 # A worker's batch takes about this long: Dask's ~1-2 ms per task is then under 1 % of it.
 TARGET_BATCH_SECONDS = 0.25

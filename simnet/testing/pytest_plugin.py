@@ -140,7 +140,7 @@ def simnet_seed(request: pytest.FixtureRequest) -> int:
 
 @pytest.fixture
 def simnet_network(request: pytest.FixtureRequest, simnet_seed: int) -> Any:
-    from simnet.strategies import registered_network
+    from simnet.testing.strategies import registered_network
 
     marker = request.node.get_closest_marker("simnet")
     options = dict(marker.kwargs) if marker is not None else {}

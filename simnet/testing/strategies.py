@@ -1,7 +1,7 @@
 """Hypothesis strategies for testing servers in simnet: workloads, network conditions, whole runs.
 
     from hypothesis import given
-    from simnet import strategies as sst
+    from simnet.testing import strategies as sst
     from simnet.testing import check_run
 
     @given(sst.run_configs(app="http"))
