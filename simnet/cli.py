@@ -124,7 +124,7 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
 
 # `simnet run` with no options: the example, 200 HTTP clients.
 RUN_SEED = 7
-RUN_WORKLOAD_DEFAULTS = {"clients": 200, "requests": 20}
+RUN_WORKLOAD_DEFAULTS: dict[str, Any] = {"clients": 200, "requests": 20}
 
 _WORKLOAD_OPTIONS = (
     "app", "clients", "requests", "pipeline", "arrival_window", "think_time", "request_size", "response_size",

@@ -12,7 +12,8 @@ import importlib
 import os
 import random
 import sys
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 import attrs
 

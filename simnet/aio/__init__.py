@@ -21,7 +21,8 @@ import contextvars
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from simnet.aio.loop import FencedError, SimEventLoop
+from simnet.aio.fence import FencedError
+from simnet.aio.loop import SimEventLoop
 from simnet.aio.options import DEFAULT_EPOCH, DEFAULT_LATENCY, SCHEDULE_JITTER, loop_factory, new_event_loop
 from simnet.aio.runner import Deadlock, run
 from simnet.aio.socket import SimSocket

@@ -193,9 +193,9 @@ _fromfd = _redirect(_socket.fromfd, _refuse_fromfd)
 _real_epoll = _select.epoll
 _select_select = _redirect(
     _select.select,
-    lambda world, *args: current_sim_host(world).select(*args),  # type: ignore[attr-defined]
+    lambda world, *args: current_sim_host(world).select(*args),
 )
-_select_poll = _redirect(_select.poll, lambda world: current_sim_host(world).poll())  # type: ignore[attr-defined]
+_select_poll = _redirect(_select.poll, lambda world: current_sim_host(world).poll())
 
 
 class _EpollClass(type):
@@ -219,7 +219,7 @@ class FencedEpoll(metaclass=_EpollClass):
         world = active_world()
         if world is None:
             return _real_epoll.fromfd(fd)
-        return current_sim_host(world).epoll_fromfd(fd)  # type: ignore[attr-defined]
+        return current_sim_host(world).epoll_fromfd(fd)
 
 
 # -- clocks, sleep and randomness -------------------------------------------------------------------

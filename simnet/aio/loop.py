@@ -22,12 +22,14 @@ import gc
 import selectors
 import threading
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from simnet.aio.fence import FENCE, FencedError
 from simnet.aio.world import World, current_host
 from simnet.kernel.network import _GC_YOUNG_THRESHOLD, DISTINCT_FD_BASE, FDS_PER_HOST, NS_PER_S
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from simnet.kernel.epoll import Epoll
@@ -39,7 +41,7 @@ EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
 
 
-class SimSelector(selectors._BaseSelectorImpl):  # type: ignore[name-defined,misc]
+class SimSelector(selectors._BaseSelectorImpl):
     """A selector over simulated sockets of any host: one simulated epoll per host."""
 
     # selectors._BaseSelectorImpl's own fields and helper (the fd -> key map every selector keeps).
@@ -178,7 +180,9 @@ class SimEventLoop(asyncio.SelectorEventLoop):
     def world(self) -> World:
         return self._world
 
-    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> asyncio.Task[Any]:  # type: ignore[override]
+    def create_task(  # type: ignore[override]
+        self, coro: Coroutine[Any, Any, _T], *, name: str | None = None, context: Any = None
+    ) -> asyncio.Task[_T]:
         task = super().create_task(coro, name=name, context=context)
         # Which host the task runs on, from the context it was made with (Python 3.11's C Task
         # does not show its context); looked up only, never iterated.

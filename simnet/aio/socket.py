@@ -55,25 +55,25 @@ class SimSocket(_RealSocket):
         sock._proto = sim.proto if proto is None else proto
         sock._fd = sim.fileno()
         sock._io_refs = 0  # type: ignore[attr-defined]
-        sock._closed = False  # type: ignore[attr-defined]
+        sock._closed = False
         return sock
 
     # -- what socket.socket reads ---------------------------------------------------------------
 
     @property
-    def family(self) -> _socket.AddressFamily:  # type: ignore[override]
+    def family(self) -> _socket.AddressFamily:
         return _socket.AddressFamily(self._family)
 
     @property
-    def type(self) -> _socket.SocketKind:  # type: ignore[override]
+    def type(self) -> _socket.SocketKind:
         return _socket.SocketKind(self._type)
 
     @property
-    def proto(self) -> int:  # type: ignore[override]
+    def proto(self) -> int:
         return self._proto
 
     @property
-    def timeout(self) -> float | None:  # type: ignore[override]
+    def timeout(self) -> float | None:
         return self.gettimeout()
 
     @property
@@ -113,7 +113,7 @@ class SimSocket(_RealSocket):
 
     def close(self) -> None:
         # socket.socket.close: the last makefile() reference closes the fd.
-        self._closed = True  # type: ignore[attr-defined]
+        self._closed = True
         if self._io_refs <= 0:  # type: ignore[attr-defined]
             self._real_close()
 
@@ -123,7 +123,7 @@ class SimSocket(_RealSocket):
         if sim is None:
             return -1
         self._sim = None
-        self._closed = True  # type: ignore[attr-defined]
+        self._closed = True
         return self._fd
 
     def dup(self) -> SimSocket:
@@ -178,13 +178,13 @@ class SimSocket(_RealSocket):
         return self._live().send(data, flags)
 
     def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
-        return self._live().sendmsg(buffers, ancdata, flags, address)  # type: ignore[union-attr]
+        return self._live().sendmsg(buffers, ancdata, flags, address)
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> Any:
-        return self._live().recvmsg(bufsize, ancbufsize, flags)  # type: ignore[union-attr]
+        return self._live().recvmsg(bufsize, ancbufsize, flags)
 
     def recvmsg_into(self, buffers: Any, ancbufsize: int = 0, flags: int = 0) -> Any:
-        return self._live().recvmsg_into(buffers, ancbufsize, flags)  # type: ignore[union-attr]
+        return self._live().recvmsg_into(buffers, ancbufsize, flags)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         # os.sendfile would need a real fd: send through the buffers instead, as socket.sendfile

@@ -12,7 +12,7 @@ import `socket` or `select`); they are checked against the real modules in the t
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import attrs
 
@@ -340,7 +340,7 @@ SYSCALL_TYPES: dict[str, type] = {
 }
 
 # What a successful call returns. Accept: (fd, (host, port)); EpollWait: ((fd, mask), ...).
-Value = Union[None, int, bytes, tuple]  # noqa: UP007  (as Syscall above)
+Value = Union[None, int, bytes, tuple[Any, ...]]  # noqa: UP007  (as Syscall above)
 
 
 @attrs.frozen(kw_only=True, repr=False)
