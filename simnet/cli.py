@@ -439,8 +439,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             json_file = open(args.json, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
         except OSError as exc:
             return bad(f"--json {args.json}: {exc.strerror or exc}")
-    reproduce = (lambda seed: _aio_reproduce_command(args, seed)) if args.aio else (
-        lambda seed: reproduce_command(args, seed=seed))  # fmt: skip
+    def reproduce(seed: int) -> str:
+        return _aio_reproduce_command(args, seed) if args.aio else reproduce_command(args, seed=seed)
+
     progress = ProgressBar(quiet=args.quiet)
     started = time.perf_counter()
     try:

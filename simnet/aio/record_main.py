@@ -169,7 +169,7 @@ def install(recorder: LiveRecorder) -> None:
         def __init__(self, sizehint: int = -1, flags: int = 0) -> None:
             assert _RealEpoll is not None
             self._ep = _RealEpoll(sizehint, flags)
-            self._fd = self._ep.fileno()
+            self._fd: int = self._ep.fileno()
             rec.call(sc.EpollCreate(), self._fd)
 
         def fileno(self) -> int:
@@ -203,6 +203,7 @@ def install(recorder: LiveRecorder) -> None:
         def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
             wait = epoll_timeout_ms(None if timeout is None or timeout < 0 else timeout)
             request = sc.EpollWait(epfd=self._fd, max_events=int(maxevents), timeout_ms=wait)
+            events: list[tuple[int, int]]
             try:
                 if wait == 0:
                     events = self._ep.poll(0, maxevents)
@@ -228,7 +229,7 @@ def install(recorder: LiveRecorder) -> None:
                 rec.call(sc.Close(fd=self._fd), None)
 
     class RecordingSelector(selectors.EpollSelector):
-        _selector_cls = RecordingEpoll  # type: ignore[assignment]
+        _selector_cls = RecordingEpoll
 
     # -- clocks and randomness ------------------------------------------------------------------
 
@@ -243,9 +244,9 @@ def install(recorder: LiveRecorder) -> None:
 
         return read, read_ns
 
-    time.time, time.time_ns = clock(CLOCK_TIME, _real_time_ns)  # type: ignore[assignment]
-    time.monotonic, time.monotonic_ns = clock(CLOCK_MONOTONIC, _real_monotonic_ns)  # type: ignore[assignment]
-    time.perf_counter, time.perf_counter_ns = clock(CLOCK_PERF, _real_perf_counter_ns)  # type: ignore[assignment]
+    time.time, time.time_ns = clock(CLOCK_TIME, _real_time_ns)
+    time.monotonic, time.monotonic_ns = clock(CLOCK_MONOTONIC, _real_monotonic_ns)
+    time.perf_counter, time.perf_counter_ns = clock(CLOCK_PERF, _real_perf_counter_ns)
 
     def urandom(size: int) -> bytes:
         data = _real_urandom(size)
@@ -259,7 +260,7 @@ def install(recorder: LiveRecorder) -> None:
     # -- sockets, selectors, the loop -----------------------------------------------------------
 
     _socket.socket = RecSocket  # type: ignore[misc]
-    _socket.SocketType = RecSocket  # type: ignore[misc]
+    _socket.SocketType = RecSocket
     _socket.socketpair = socketpair
     _socket.getaddrinfo = getaddrinfo
     selectors.DefaultSelector = RecordingSelector  # type: ignore[misc,assignment]

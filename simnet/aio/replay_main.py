@@ -90,11 +90,11 @@ class Player:
             record = self._peek()
         if record is None:
             self.finish_trace_end(request)
-        if type(record.request) is sc.Exit or record.request != request:  # type: ignore[union-attr]
-            self.finish_divergence(record, request)  # type: ignore[arg-type]
+        if type(record.request) is sc.Exit or record.request != request:
+            self.finish_divergence(record, request)
         self._next = None
         self.matched += 1
-        result = record.result  # type: ignore[union-attr]
+        result = record.result
         assert result is not None
         if result.error is not None:
             raise errno_exception(result.error)
@@ -232,26 +232,26 @@ def install(player: Player) -> None:
             self._io_refs = 0
             self._closed = False
             if fileno is None:
-                self._fd = play(sc.OpenSocket(family=self._family, type=self._type, proto=self._proto))
+                self._fd: int = play(sc.OpenSocket(family=self._family, type=self._type, proto=self._proto))
             else:
                 self._fd = int(fileno)
             if self._type & _socket.SOCK_NONBLOCK:
                 self._timeout = 0.0
 
         @property
-        def family(self) -> Any:  # type: ignore[override]
+        def family(self) -> Any:
             return _socket.AddressFamily(self._family)
 
         @property
-        def type(self) -> Any:  # type: ignore[override]
+        def type(self) -> Any:
             return _socket.SocketKind(self._type & ~(_socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC))
 
         @property
-        def proto(self) -> int:  # type: ignore[override]
+        def proto(self) -> int:
             return self._proto
 
         @property
-        def timeout(self) -> float | None:  # type: ignore[override]
+        def timeout(self) -> float | None:
             return self._timeout
 
         def fileno(self) -> int:
@@ -408,7 +408,7 @@ def install(player: Player) -> None:
                 play(sc.Close(fd=self._fd))
 
     class ReplaySelector(selectors.EpollSelector):
-        _selector_cls = ReplayEpoll  # type: ignore[assignment]
+        _selector_cls = ReplayEpoll
 
     def clock(request: Any) -> tuple[Any, Any]:
         def read_ns() -> int:
@@ -421,9 +421,9 @@ def install(player: Player) -> None:
 
         return read, read_ns
 
-    time.time, time.time_ns = clock(sc.Clock(kind="time"))  # type: ignore[assignment]
-    time.monotonic, time.monotonic_ns = clock(sc.Clock(kind="monotonic"))  # type: ignore[assignment]
-    time.perf_counter, time.perf_counter_ns = clock(sc.Clock(kind="perf_counter"))  # type: ignore[assignment]
+    time.time, time.time_ns = clock(sc.Clock(kind="time"))
+    time.monotonic, time.monotonic_ns = clock(sc.Clock(kind="monotonic"))
+    time.perf_counter, time.perf_counter_ns = clock(sc.Clock(kind="perf_counter"))
     time.sleep = lambda seconds: None  # the clock reads after it are the trace's anyway
 
     def urandom(size: int) -> bytes:
@@ -435,7 +435,7 @@ def install(player: Player) -> None:
     random.seed(int.from_bytes(urandom(SEED_BYTES), "big"))
 
     _socket.socket = ReplaySocket  # type: ignore[misc]
-    _socket.SocketType = ReplaySocket  # type: ignore[misc]
+    _socket.SocketType = ReplaySocket
     _socket.socketpair = socketpair
     _socket.getaddrinfo = getaddrinfo
     selectors.DefaultSelector = ReplaySelector  # type: ignore[misc,assignment]
@@ -454,7 +454,7 @@ def install(player: Player) -> None:
 
     signal.signal = install_handler  # type: ignore[assignment]
     signal.getsignal = getsignal  # type: ignore[assignment]
-    signal.set_wakeup_fd = lambda fd, **kwargs: -1  # type: ignore[assignment]
+    signal.set_wakeup_fd = lambda fd, **kwargs: -1
 
 
 def check_program(path: str, header: TraceHeader, program: Program) -> str | None:

@@ -94,7 +94,7 @@ def dask_client(address: str | None, workers: int) -> Iterator[Any]:
 
 def cluster_workers(client: Any) -> int:
     """Worker threads the cluster offers: each runs one batch at a time."""
-    return max(1, sum(client.nthreads().values()))
+    return max(1, int(sum(client.nthreads().values())))
 
 
 def run_on_dask(client: Any, scenario: Scenario, seeds: Sequence[int]) -> Iterator[SeedResult]:
