@@ -51,7 +51,7 @@ PARTS: dict[str, str] = {
 #   cli                         realnet
 #    |  \                        |
 #   testing  aio                 |
-#    |    \   |                  |
+#    |    \ / |                  |
 #   sim    \  |                  |
 #    |      \ |                  |
 #   drivers --+------------------+
@@ -73,8 +73,9 @@ ALLOWED: dict[str, set[str]] = {
     "drivers": _PURE | {"kernel", "server", "trace"},
     # Whole runs: clients (workload), a server, a recorder, faults; resim rebuilds clients from a trace.
     "sim": _PURE | {"drivers", "kernel", "server", "trace", "faults"},
-    # Users' asyncio programs on the simulated kernel.
-    "aio": _PURE | {"drivers", "kernel", "server", "trace", "faults"},
+    # Users' asyncio programs on the simulated kernel. A recorded program's re-simulation
+    # (simnet/aio/resim.py) replays the clients that sim's resim extracts and scripts.
+    "aio": _PURE | {"sim", "drivers", "kernel", "server", "trace", "faults"},
     "testing": _PURE | {"sim", "aio", "drivers", "kernel", "server", "trace", "faults"},
     "cli": _PURE | {"testing", "sim", "aio", "drivers", "kernel", "server", "trace", "faults"},
     # realnet touches real sockets only; it never loads the simulated kernel.

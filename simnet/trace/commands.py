@@ -92,6 +92,17 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
     sim.add_argument(
         "--no-pace", action="store_true", help="clients read as fast as they can, not at the recorded rate"
     )
+    # A program's re-simulation (`--sim T -- python app.py`, simnet/aio/resim.py) runs on
+    # simnet.aio, which has every fault of `simnet run`; the machine's re-simulation has none.
+    sim.add_argument("--loss", metavar="RATE", help="program: per-segment loss probability on every link")
+    sim.add_argument("--reorder", metavar="RATE", help="program: per-segment probability of being held back 5 ms")
+    sim.add_argument("--jitter", metavar="DIST:PARAMS", help="program: extra delay per segment, e.g. uniform:0:2ms")
+    sim.add_argument("--short-io", metavar="RATE", help="program: short recv/send and spurious wake-ups, at this rate")
+    sim.add_argument("--faults", metavar="SCHEDULE.toml", help="program: a fault schedule (docs/faults.md)")
+    sim.add_argument(
+        "--seeds", metavar="0-9", help="program: re-simulate once per seed (e.g. 0-9 or 1,5,9-12), then summarise"
+    )
+    parser.set_defaults(_replay_parser=parser)
     parser.set_defaults(func=cmd_replay)
     return parser
 
@@ -137,10 +148,11 @@ def _load_factory(spec: str) -> Callable[..., Any]:
 
 
 _SIM_OPTIONS = ("seed", "latency", "rcvbuf", "sndbuf", "trace_out", "pcap", "asap", "no_pace")
+_PROGRAM_SIM_OPTIONS = ("loss", "reorder", "jitter", "short_io", "faults", "seeds")
 
 
 def _sim_option_given(args: argparse.Namespace) -> str | None:
-    for name in _SIM_OPTIONS:
+    for name in (*_SIM_OPTIONS, *_PROGRAM_SIM_OPTIONS):
         value = getattr(args, name, None)
         if value not in (None, False):
             return "--trace" if name == "trace_out" else "--" + name.replace("_", "-")
@@ -186,13 +198,34 @@ def _program_trace(path: str) -> str | None:
     )
 
 
+def _options_after_trace(args: argparse.Namespace) -> None:
+    """Options written after the trace (`replay --sim T --latency 1ms [-- python app.py]`) land
+    in the program's REMAINDER: parse them as options, and keep only what follows `--`."""
+    words = list(getattr(args, "program", None) or [])
+    parser = getattr(args, "_replay_parser", None)
+    if not words or not words[0].startswith("-") or words[0] == "--" or parser is None:
+        return
+    cut = words.index("--") if "--" in words else len(words)
+    # Options before the trace's positional: REMAINDER then takes nothing of them.
+    parser.parse_args([*words[:cut], args.trace], namespace=args)
+    args.program = words[cut:]
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    _options_after_trace(args)
     if getattr(args, "program", None):
         return _cmd_replay_program(args)
     refusal = _program_trace(args.trace)
     if refusal is not None:
         return _bad_input(refusal)
     if getattr(args, "sim", False):
+        for name in _PROGRAM_SIM_OPTIONS:
+            if getattr(args, name, None) is not None:
+                flag = "--" + name.replace("_", "-")
+                return _bad_input(
+                    f"simnet replay: {flag} applies only to a program's re-simulation "
+                    f"(simnet replay --sim TRACE -- python app.py)"
+                )
         return _cmd_resim(args)
     given = _sim_option_given(args)
     if given is not None:
@@ -285,9 +318,11 @@ def _program_words(words: list[str]) -> list[str]:
     return words[1:] if words and words[0] == "--" else list(words)
 
 
-def _launch(module: str, trace: str, words: list[str], hash_seed: str | None) -> int:
-    """Replace this process by `python -m module trace -- program...` (the program's Python:
-    this one for a bare `python`/`python3`, else the interpreter named)."""
+def _launch(
+    module: str, trace: str, words: list[str], hash_seed: str | None, options: list[str] | None = None
+) -> int:
+    """Replace this process by `python -m module [options] trace -- program...` (the program's
+    Python: this one for a bare `python`/`python3`, else the interpreter named)."""
     import shutil
 
     python = sys.executable
@@ -306,7 +341,7 @@ def _launch(module: str, trace: str, words: list[str], hash_seed: str | None) ->
         env["PYTHONHASHSEED"] = hash_seed
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(python, [python, "-m", module, trace, "--", *words], env)
+    os.execve(python, [python, "-m", module, *(options or []), trace, "--", *words], env)
     return EXIT_BAD_INPUT  # not reached
 
 
@@ -343,8 +378,11 @@ def _cmd_replay_program(args: argparse.Namespace) -> int:
         return _bad_input("simnet replay: no program given after --")
     if args.machine:
         return _bad_input("simnet replay: --machine replays the server machine, not a program")
-    if getattr(args, "sim", False):
-        return _bad_input("simnet replay: --sim with a program is not available yet")
+    sim = bool(getattr(args, "sim", False))
+    if not sim:
+        given = _sim_option_given(args)
+        if given is not None:
+            return _bad_input(f"simnet replay: {given} applies only to a re-simulation: add --sim")
     from simnet.trace.reader import read_trace
 
     try:
@@ -355,6 +393,18 @@ def _cmd_replay_program(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _bad_input(f"{args.trace}: cannot read: {exc.strerror or exc}")
     hash_seed = None if header.program is None else str(header.program.get("hash_seed") or "") or None
+    if sim:
+        # simnet/aio/resim.py checks the values (one line, exit 2) and runs the program there;
+        # a fixed hash seed keeps a seed's run the same run.
+        options: list[str] = []
+        for name in (*_SIM_OPTIONS, *_PROGRAM_SIM_OPTIONS):
+            value = getattr(args, name, None)
+            flag = "--trace" if name == "trace_out" else "--" + name.replace("_", "-")
+            if value is True:
+                options.append(flag)
+            elif value not in (None, False):
+                options += [flag, str(value)]
+        return _launch("simnet.aio.resim", args.trace, words, hash_seed or "0", options)
     return _launch("simnet.aio.replay_main", args.trace, words, hash_seed)
 
 
