@@ -28,7 +28,9 @@ clean:
 	rm -rf $(VENV) .venv-3.* build *.egg-info
 
 # Re-record traces/*.jsonl live: realnet serve driven by curl, wrk, http.client and raw sockets
-# (needs curl and wrk). tests/realnet/test_committed_traces.py replays them.
+# (needs curl and wrk), and traces/aio/*.jsonl: asyncio programs under simnet record, driven by
+# curl, http.client and wrk. tests/realnet/test_committed_traces.py and tests/record replay them.
 .PHONY: traces
 traces: $(STAMP)
 	bash traces/record.sh
+	sh traces/aio/record.sh

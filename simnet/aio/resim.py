@@ -273,7 +273,7 @@ class Options:
                     raise BadInput(f"simnet replay: {flag} {text!r}: expected a fraction between 0 and 1") from None
                 if not 0 <= rate <= 1 or (name == "short_io" and rate >= 1):
                     raise BadInput(
-                        f"{flag} {text!r}: expected a fraction between 0 and 1"
+                        f"simnet replay: {flag} {text!r}: expected a fraction between 0 and 1"
                         + (" (below 1: a call must be able to succeed)" if name == "short_io" else "")
                     )
                 values[name] = rate
@@ -451,6 +451,8 @@ class _Stopper:
         self.loop.world.net.wake_waiter()  # the loop may be waiting in select: it has work now
 
     def _deliver(self) -> None:
+        if self.step == 1:
+            _quiet_cancelled_handlers(self.loop)
         handles = self.loop._signal_handlers
         for signum in (signal.SIGINT, signal.SIGTERM):
             handle = handles.get(signum)
@@ -465,6 +467,23 @@ class _Stopper:
                 handler(signum, None)  # asyncio.run's: cancels the main task; the default: KeyboardInterrupt
                 return
         self.finish("killed by SIGTERM (it handles neither SIGINT nor SIGTERM)")
+
+
+def _quiet_cancelled_handlers(loop: Any) -> None:
+    """As simnet.aio.run at its end: Python 3.11's start_server callback asks each handler task
+    that the shutdown cancelled for its exception and logs the CancelledError it gets -- noise
+    about the stop we caused, not about the program. Other exceptions are reported as before."""
+    previous = loop.get_exception_handler()
+
+    def quiet(loop: Any, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet)
 
 
 def resimulate_program(

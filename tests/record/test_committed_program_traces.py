@@ -1,5 +1,5 @@
-"""The program traces under traces/aio/ (re-recorded by traces/aio/record.sh from curl and
-http.client) replay exactly against the programs that made them."""
+"""The program traces under traces/aio/ (re-recorded by traces/aio/record.sh from curl,
+http.client and wrk) replay exactly against the programs that made them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = REPO / "tests" / "record" / "programs"
-TRACES = [("streams_curl.jsonl", "streams_app.py", "18801"), ("aiohttp_curl.jsonl", "aiohttp_app.py", "18802")]
+TRACES = [
+    ("streams_curl.jsonl", "streams_app.py", "18801"),
+    ("aiohttp_curl.jsonl", "aiohttp_app.py", "18802"),
+    ("streams_wrk.jsonl", "streams_app.py", "18803"),  # wrk -t1 -c2, 200 responses
+]
 
 
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="recorded on 3.11: asyncio's calls differ by version")
