@@ -496,7 +496,7 @@ def resimulate_program(
     sys.argv = program.argv  # the simulated trace's header names the program as it ran
     # The program's wall clock starts where the recording's did, so that what it prints of the
     # date (an HTTP Date header, say) is what it printed then (as far as the second matches).
-    epoch = {} if recorded.epoch is None else {"epoch": recorded.epoch}
+    epoch: dict[str, Any] = {} if recorded.epoch is None else {"epoch": recorded.epoch}
     loop = new_event_loop(**options.loop_options(seed=seed), trace=trace_target, pcap=options.pcap, **epoch)
     world = loop.world
     net = world.net

@@ -49,7 +49,8 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
         "program",
         nargs=argparse.REMAINDER,
         help="after --: the recorded program, `python app.py [args]` or `python -m module [args]` "
-        "(a `simnet record` trace): rerun it with no network, every call answered from the trace",
+        "(a `simnet record` trace): rerun it with no network, every call answered from the trace; "
+        "with --sim, run it on simnet.aio against the recorded clients (docs/aio.md)",
     )
     parser.add_argument(
         "--machine",

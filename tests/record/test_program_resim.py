@@ -143,3 +143,15 @@ def test_a_truncated_trace_is_bad_input(tmp_path: Path) -> None:
     proc = resim(cut, *STREAMS[1:])
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stdout + proc.stderr
     assert proc.stderr.startswith(f"{cut}:")
+
+
+def test_program_only_options_are_refused_for_a_machine_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    from simnet.trace.commands import main
+
+    machine_trace = str(REPO / "traces" / "wrk.jsonl")
+    assert main(["replay", "--sim", machine_trace, "--loss", "0.1"]) == 2
+    assert capsys.readouterr().err == (
+        "simnet replay: --loss applies only to a program's re-simulation (simnet replay --sim TRACE -- python app.py)\n"
+    )
+    assert main(["replay", str(STREAMS[0]), "--seeds", "0-3", "--", "python", str(STREAMS[1])]) == 2
+    assert capsys.readouterr().err == "simnet replay: --seeds applies only to a re-simulation: add --sim\n"
