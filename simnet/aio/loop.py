@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from simnet.aio.fence import FENCE, FencedError
 from simnet.aio.world import World, current_host
-from simnet.kernel.network import _GC_YOUNG_THRESHOLD, DISTINCT_FD_BASE, FDS_PER_HOST, NS_PER_S
+from simnet.kernel.clock import NS_PER_S
+from simnet.kernel.network import GC_YOUNG_THRESHOLD
+from simnet.kernel.settings import DISTINCT_FD_BASE, FDS_PER_HOST
 
 _T = TypeVar("_T")
 
@@ -227,8 +229,8 @@ class SimEventLoop(asyncio.SelectorEventLoop):
         # so the young-generation collections CPython makes every 700 allocations re-scan the
         # same survivors. Collect less often while the loop runs; results never depend on it.
         thresholds = gc.get_threshold()
-        if thresholds[0] and thresholds[0] < _GC_YOUNG_THRESHOLD:
-            gc.set_threshold(_GC_YOUNG_THRESHOLD, max(thresholds[1], 50), max(thresholds[2], 100))
+        if thresholds[0] and thresholds[0] < GC_YOUNG_THRESHOLD:
+            gc.set_threshold(GC_YOUNG_THRESHOLD, max(thresholds[1], 50), max(thresholds[2], 100))
         try:
             super().run_forever()
         finally:

@@ -149,9 +149,7 @@ def new_event_loop(
                  "sndbuf": sndbuf, "schedule": schedule}  # fmt: skip
         world.recorder = SimRecorder(world, trace, seed=seed, options=given)
     loop = SimEventLoop(world)
-    crash_callbacks = getattr(net, "crash_callbacks", None)  # made when the faults have crashes
-    if crash_callbacks is not None:
-        crash_callbacks.append(lambda host: _crashed(loop, host))
+    net.crash_callbacks.append(lambda host: _crashed(loop, host))
     for crash in fault_schedule.crashes:
         if crash.restart_after is not None:
             # Queued after the Network's own restart timer for the same instant (made with the

@@ -127,17 +127,17 @@ async def _settle(loop: SimEventLoop, bound: float) -> None:
 
 
 def _next_event_ns(net: Network) -> int | None:
-    from simnet.kernel.network import _is_dead
+    from simnet.kernel.clock import is_dead
 
-    times = [int(entry[0]) for entry in net.env._queue if not _is_dead(entry[3])]
+    times = [int(entry[0]) for entry in net.env._queue if not is_dead(entry[3])]
     return min(times) if times else None
 
 
 def _quiet(net: Network) -> bool:
     """No segment in flight and every byte and FIN sent and acknowledged."""
-    from simnet.kernel.network import _Delivery
+    from simnet.kernel.clock import Delivery
 
-    if any(type(entry[3]) is _Delivery for entry in net.env._queue):
+    if any(type(entry[3]) is Delivery for entry in net.env._queue):
         return False
     for host in net.hosts.values():
         for sock in host.connections.values():

@@ -232,7 +232,7 @@ class SimSocket(_RealSocket):
 
 def check_not_simulated(fd: int, call: str) -> None:
     """Refuse a real-OS call on a simulated fd with a message that says what happened."""
-    from simnet.kernel.network import DISTINCT_FD_BASE
+    from simnet.kernel.settings import DISTINCT_FD_BASE
 
     if isinstance(fd, int) and fd >= DISTINCT_FD_BASE:
         raise OSError(

@@ -1,7 +1,7 @@
 """The simulated network: a virtual clock, hosts, links, and segment delivery.
 
-Time is simpy's clock in integer nanoseconds, so that no float rounding can make two runs differ.
-Every random choice (ephemeral ports) comes from the one `random.Random(seed)` owned by the
+Time is simpy's clock in integer nanoseconds (simnet/kernel/clock.py), so that no float rounding
+can make two runs differ. Every random choice (ephemeral ports) comes from the one `random.Random(seed)` owned by the
 Network; fault decisions (simnet/faults.py) come from a second one derived from the seed, which
 exists only when faults are configured, so that fault-free runs draw exactly what they always
 did. Initial sequence numbers are made as Linux makes them, a keyed hash of the 4-tuple plus the
@@ -19,7 +19,6 @@ latency travel through simpy's event queue.
 from __future__ import annotations
 
 import collections
-import functools
 import gc
 import hashlib
 import heapq
@@ -29,45 +28,22 @@ import random
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
-import attrs
 import simpy
-from simpy.events import NORMAL as _NORMAL
 
+from simnet.kernel.clock import NS_PER_S, Delivery, SimEnv, Timer, is_dead, seconds_to_ns
+from simnet.kernel.faulty import FaultInjector
 from simnet.kernel.segment import RST, Address, LoggedSegment, Segment, format_flags
+from simnet.kernel.settings import DISTINCT_FD_BASE, FDS_PER_HOST, LOOPBACK, LinkConfig, Sysctl
 
 if TYPE_CHECKING:
-    from simnet.faults import FaultSchedule, Hold, LinkFaults
+    from simnet.faults import FaultSchedule
     from simnet.kernel.epoll import Epoll
     from simnet.kernel.pcap import PcapWriter
     from simnet.kernel.tcp import TcpSocket
 
-NS_PER_S = 1_000_000_000
 _T = TypeVar("_T")
 # Young-generation GC threshold while Network.run runs (see there); CPython's default is 700.
-_GC_YOUNG_THRESHOLD = 100_000
-
-
-def seconds_to_ns(seconds: float) -> int:
-    return int(round(seconds * NS_PER_S))
-
-
-# Real fds stay below fs.nr_open (2**20 by default, LINUX.md), so simulated ones start above it.
-DISTINCT_FD_BASE = 1 << 30
-FDS_PER_HOST = 1 << 16
-
-
-class SimEnv(simpy.Environment):
-    """simpy's Environment, its clock typed as what the model keeps: integer nanoseconds.
-
-    simpy types `now` as `int | float`; every delay the model schedules is an int, so the
-    clock stays one. Only the annotations differ from simpy's: the same object at run time.
-    """
-
-    _now: int
-
-    @property
-    def now(self) -> int:
-        return self._now
+GC_YOUNG_THRESHOLD = 100_000
 
 
 class SimulationDeadlock(RuntimeError):
@@ -75,50 +51,6 @@ class SimulationDeadlock(RuntimeError):
 
     On a real machine the call would hang forever; in the simulation we say so instead.
     """
-
-
-@attrs.frozen(kw_only=True)
-class Sysctl:
-    """The kernel settings the model obeys; defaults are those measured in LINUX.md."""
-
-    somaxconn: int = 4096
-    tcp_rmem: tuple[int, int, int] = (4096, 131072, 33554432)
-    tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
-    rmem_max: int = 4194304
-    wmem_max: int = 4194304
-    tcp_syn_retries: int = 6
-    # Linux >= 6.17 keeps the 1 s SYN RTO for this many timeouts before doubling it, and gives
-    # up after tcp_syn_retries + tcp_syn_linear_timeouts retransmits: SYNs at 0, 1, 2, 3, 4, 5,
-    # 7, 11, 19, 35, 67 s and ETIMEDOUT at 131 s on the measured machine (0 gives the classic
-    # 1, 3, 7, 15, 31, 63 -> 127 s).
-    tcp_syn_linear_timeouts: int = 4
-    tcp_synack_retries: int = 5
-    tcp_fin_timeout: int = 60
-    tcp_abort_on_overflow: bool = False
-    # SOCK_MIN_RCVBUF = 2048 + SKB_DATA_ALIGN(sizeof(struct sk_buff)) on this kernel; SNDBUF twice that.
-    sock_min_rcvbuf: int = 2304
-    sock_min_sndbuf: int = 4608
-    ip_local_port_range: tuple[int, int] = (32768, 60999)
-
-
-@attrs.frozen(kw_only=True)
-class LinkConfig:
-    """One direction of the path between two hosts."""
-
-    latency_ns: int = 0
-    mtu: int = 1500
-
-
-# Loopback's MTU is 65536.
-LOOPBACK = LinkConfig(latency_ns=0, mtu=65536)
-
-
-@functools.cache  # one int object per MTU, not one per socket (docs/benchmarks.md, P6)
-def mss_for_mtu(mtu: int) -> int:
-    """The MSS of a segment on a path: an IP packet is at most 65535 bytes, less 40 for the IP
-    and TCP headers and 12 for the timestamp option Linux puts in every segment. On loopback
-    that is 65483 (the SYN's MSS option says 65495, before the timestamps are agreed)."""
-    return min(mtu, 65535) - 40 - 12
 
 
 class Network:
@@ -145,7 +77,7 @@ class Network:
         self.distinct_fds = distinct_fds
         # Schedule exploration (simnet.aio): up to this much extra delay per segment between
         # hosts, from an RNG of its own derived from the seed (so runs without it draw exactly
-        # what they always did), keeping each link FIFO (_send_in_order). 0: off.
+        # what they always did), keeping each link FIFO (send_in_order). 0: off.
         self._delivery_jitter_ns = seconds_to_ns(delivery_jitter)
         self._jitter_rng: random.Random | None = None
         self._link_fifo: dict[tuple[str, str], int] = {}
@@ -178,8 +110,13 @@ class Network:
         # self.rng: a run without faults is byte-identical to one made before faults existed.
         self.faults: FaultSchedule | None = None
         self.fault_rng: random.Random | None = None
+        self._injector: FaultInjector | None = None
+        # Called with a Host when it crashes (its simulated processes are the caller's to stop).
+        self.crash_callbacks: list[Callable[[Host], None]] = []
         if faults is not None and not faults.empty:
-            self._install_faults(faults)
+            self.faults = faults
+            self._injector = FaultInjector(self, faults)
+            self.fault_rng = self._injector.rng
         # The capture hook (Network.capture): called with (now_ns, segment) for every segment put
         # on the wire; None when off, so transmit pays one test. A pcap writer, a plot's
         # recorder, or several fanned out (Network.add_tap).
@@ -289,13 +226,13 @@ class Network:
         # the model runs (the older generations less often too); never lower a threshold the
         # caller chose, and put them back after. Results do not depend on when the GC runs.
         gc_thresholds = gc.get_threshold()
-        if gc_thresholds[0] and gc_thresholds[0] < _GC_YOUNG_THRESHOLD:
-            gc.set_threshold(_GC_YOUNG_THRESHOLD, max(gc_thresholds[1], 50), max(gc_thresholds[2], 100))
+        if gc_thresholds[0] and gc_thresholds[0] < GC_YOUNG_THRESHOLD:
+            gc.set_threshold(GC_YOUNG_THRESHOLD, max(gc_thresholds[1], 50), max(gc_thresholds[2], 100))
         try:
             while queue:
                 head = queue[0]
                 event = head[3]
-                if type(event) is Timer and not event.active:  # _is_dead, inlined: hot loop
+                if type(event) is Timer and not event.active:  # is_dead, inlined: hot loop
                     heappop(queue)
                     event.queued = False
                     skipped += 1
@@ -349,7 +286,7 @@ class Network:
         while queue:
             head = queue[0]
             event = head[3]
-            if type(event) is Timer and not event.active:  # _is_dead, inlined: hot loop
+            if type(event) is Timer and not event.active:  # is_dead, inlined: hot loop
                 heappop(queue)
                 event.queued = False
                 self.timers_skipped += 1
@@ -386,7 +323,7 @@ class Network:
     @property
     def pending(self) -> int:
         """How many live events are scheduled (cancelled timers do not count)."""
-        return sum(1 for entry in self.env._queue if not _is_dead(entry[3]))
+        return sum(1 for entry in self.env._queue if not is_dead(entry[3]))
 
     def call_later(self, delay_ns: int, callback: Callable[[], object]) -> Timer:
         """Run `callback` after `delay_ns` of virtual time (then drain loopback deliveries)."""
@@ -475,23 +412,23 @@ class Network:
         if dst_host is None:
             # No such host: the segment vanishes, as it would into an unrouted network.
             return
-        if self.faults is not None and dst_host is not src_host:
-            self._transmit_faulty(src_host, dst_host, seg, latency)
+        if self._injector is not None and dst_host is not src_host:
+            self._injector.transmit(src_host, dst_host, seg, latency)
             return
         if latency == 0:
             self._softirq.append((dst_host, seg))
         elif self._jitter_rng is None:
-            _Delivery(self.env, latency, dst_host, seg)
+            Delivery(self.env, latency, dst_host, seg)
         else:
-            self._send_in_order(src_host.ip, dst_host, seg, latency)
+            self.send_in_order(src_host.ip, dst_host, seg, latency)
 
-    def _send_in_order(self, src_ip: str, dst_host: Host, seg: Segment, delay_ns: int) -> None:
+    def send_in_order(self, src_ip: str, dst_host: Host, seg: Segment, delay_ns: int) -> None:
         """Deliver after `delay_ns` plus up to delivery_jitter more, drawn from the seed, but
         never before a segment sent earlier on the same link: a wire is a FIFO, so the jitter
         moves segments of different links past each other, never those of one connection."""
         rng = self._jitter_rng
         if rng is None or delay_ns <= 0:
-            self._send_after(dst_host, seg, delay_ns)
+            self.send_after(dst_host, seg, delay_ns)
             return
         now = self.env._now
         when = now + delay_ns + rng.randrange(self._delivery_jitter_ns + 1)
@@ -500,106 +437,13 @@ class Network:
         if when < last:
             when = last
         self._link_fifo[key] = when
-        _Delivery(self.env, when - now, dst_host, seg)
+        Delivery(self.env, when - now, dst_host, seg)
 
-    def _send_after(self, dst_host: Host, seg: Segment, delay_ns: int) -> None:
+    def send_after(self, dst_host: Host, seg: Segment, delay_ns: int) -> None:
         if delay_ns <= 0:
             self._softirq.append((dst_host, seg))
         else:
-            _Delivery(self.env, delay_ns, dst_host, seg)
-
-    # -- faults (docs/faults.md) ----------------------------------------------------------------
-
-    def _install_faults(self, faults: FaultSchedule) -> None:
-        self.faults = faults
-        digest = hashlib.blake2b(f"simnet faults {self.seed!r}".encode(), digest_size=8).digest()
-        self.fault_rng = random.Random(int.from_bytes(digest, "big"))
-        self._link_faults: dict[tuple[str, str], LinkFaults | None] = {}
-        self._partitions = [
-            (p, seconds_to_ns(p.start), None if p.end is None else seconds_to_ns(p.end)) for p in faults.partitions
-        ]
-        self._holds: list[tuple[Hold, int, int, list[tuple[Host, Segment]]]] = []
-        self.crash_callbacks: list[Callable[[Host], None]] = []
-        for hold in faults.holds:
-            held: list[tuple[Host, Segment]] = []
-            entry = (hold, seconds_to_ns(hold.start), seconds_to_ns(hold.end), held)
-            self._holds.append(entry)
-            self.call_later(entry[2], functools.partial(self._release_hold, entry))
-        for rst in faults.rsts:
-            self.call_later(seconds_to_ns(rst.at), functools.partial(self.inject_rst, rst.host, rst.nth, rst.one_sided))
-        for crash in faults.crashes:
-            self.call_later(seconds_to_ns(crash.at), functools.partial(self.crash, crash.host))
-            if crash.restart_after is not None:
-                self.call_later(
-                    seconds_to_ns(crash.at + crash.restart_after), functools.partial(self.restart, crash.host)
-                )
-
-    def _faults_for(self, src: str, dst: str) -> LinkFaults | None:
-        key = (src, dst)
-        if key in self._link_faults:
-            return self._link_faults[key]
-        found = None
-        for link in self.faults.links:  # type: ignore[union-attr]
-            if link.matches(src, dst):
-                found = link
-                break
-        self._link_faults[key] = found
-        return found
-
-    def _transmit_faulty(self, src_host: Host, dst_host: Host, seg: Segment, latency: int) -> None:
-        """transmit() on a network with faults: partitions, holds, then the link's own faults."""
-        now = self.env.now
-        src, dst = src_host.ip, dst_host.ip
-        for partition, start, end in self._partitions:
-            if start <= now and (end is None or now < end) and partition.cuts(src, dst):
-                self.counters["partitioned"] += 1
-                if self.log_segments:
-                    self.log(seg, "lost: partition")
-                return
-        for hold, start, end, held in self._holds:
-            if start <= now < end and hold.cuts(src, dst):
-                self.counters["held"] += 1
-                held.append((dst_host, seg))
-                if self.log_segments:
-                    self.log(seg, "held")
-                return
-        link = self._faults_for(src, dst)
-        if link is None:
-            self._send_in_order(src, dst_host, seg, latency)
-            return
-        rng = self.fault_rng
-        assert rng is not None
-        if link.loss and rng.random() < link.loss:
-            self.counters["lost"] += 1
-            if self.log_segments:
-                self.log(seg, "lost")
-            return
-        delay = latency + link.jitter.draw_ns(rng)
-        if link.reorder and rng.random() < link.reorder:
-            self.counters["reordered"] += 1
-            delay += seconds_to_ns(link.reorder_delay)
-            if self.log_segments:
-                self.log(seg, "reordered: held back")
-            self._send_after(dst_host, seg, delay)  # out of order on purpose: past the FIFO
-        else:
-            self._send_in_order(src, dst_host, seg, delay)
-        if link.duplicate and rng.random() < link.duplicate:
-            self.counters["duplicated"] += 1
-            if self.log_segments:
-                self.log(seg, "duplicated")
-            self._send_after(dst_host, seg, delay + link.jitter.draw_ns(rng))
-
-    def _release_hold(self, entry: tuple[Any, int, int, list[tuple[Host, Segment]]]) -> None:
-        """The end of a Hold: what it kept goes on now, in order, each after its path's latency."""
-        held = entry[3]
-        self.counters["released"] += len(held)
-        for dst_host, seg in held:
-            if self.log_segments:
-                self.log(seg, "released")
-            route = self._routes.get((seg.src[0], dst_host.ip))
-            latency = route[1] if route is not None else self.path(seg.src[0], dst_host.ip).latency_ns
-            self._send_after(dst_host, seg, latency)
-        held.clear()
+            Delivery(self.env, delay_ns, dst_host, seg)
 
     def inject_rst(self, ip: str, nth: int, one_sided: bool = False) -> bool:
         """A middlebox's RST: reset the `nth` connection made on host `ip` (and, unless
@@ -641,7 +485,7 @@ class Network:
             return
         self.counters["crashes"] += 1
         host.crash()
-        for callback in getattr(self, "crash_callbacks", ()):
+        for callback in self.crash_callbacks:
             callback(host)
 
     def restart(self, ip: str) -> None:
@@ -775,86 +619,18 @@ class Network:
                 yield ip, row
 
 
-def _is_dead(event: simpy.Event) -> bool:
-    return type(event) is Timer and not event.active
-
-
-# Timers and segments in flight are most of the events a run processes, so they are simpy events
-# built by hand: already triggered (_ok, _value set, as Environment.schedule expects of an event
-# it is given), pushed on simpy's heap with the key Environment.schedule would give them --
-# (time, NORMAL, next event id) -- without Event.__init__, a method call or a second object.
-
-
-class Timer(simpy.Event):
-    """A cancellable one-shot callback in virtual time; it is its own simpy event.
-
-    simpy events cannot be withdrawn from the heap, so cancelling marks the timer dead and the
-    callback becomes a no-op when its time comes (Network.run pops dead timers unprocessed).
-    Cheaper than a simpy process per timer.
-    """
-
-    def __init__(self, net: Network, delay_ns: int, callback: Callable[[], object]) -> None:
-        env = net.env
-        self.env = env
-        self._ok = True
-        self._value = None
-        self.net = net
-        self.callback = callback
-        self.active = True
-        self.deadline = when = env._now + delay_ns  # when the callback is due
-        self._push(when)
-
-    def _push(self, when: int) -> None:
-        """Put the timer on simpy's heap, due at `when` (ns)."""
-        self.callbacks = [_fire_timer]
-        self.when = when  # when its heap entry comes up (<= deadline, see Network.rearm)
-        self.queued = True
-        env = self.env
-        heapq.heappush(env._queue, (when, _NORMAL, next(env._eid), self))
-
-    def cancel(self) -> None:
-        self.active = False
-
-
-def _fire_timer(timer: Timer) -> None:
-    timer.queued = False
-    if not timer.active:
-        return
-    if timer.deadline > timer.when:
-        timer._push(timer.deadline)  # re-armed for later since it was queued: wait the rest
-        return
-    timer.active = False
-    net = timer.net
-    try:
-        timer.callback()
-    finally:
-        if net._softirq:
-            net.drain()
-
-
-class _Delivery(simpy.Event):
-    """A segment in flight on a link with latency, delivered when the event is processed."""
-
-    def __init__(self, env: simpy.Environment, delay_ns: int, host: Host, seg: Segment) -> None:
-        self.env = env
-        self.callbacks = [_deliver]
-        self._ok = True
-        self._value = None
-        self.host = host
-        self.seg = seg
-        heapq.heappush(env._queue, (env._now + delay_ns, _NORMAL, next(env._eid), self))
-
-
-def _deliver(event: _Delivery) -> None:
-    host = event.host
-    try:
-        host.receive(event.seg)
-    finally:
-        net = host.net
-        if net._softirq:
-            net.drain()
-
-
 from simnet.kernel.host import Host  # noqa: E402  (Host needs Network's helpers; import cycle)
 
-__all__ = ["Network", "Host", "Sysctl", "LinkConfig", "SimulationDeadlock", "Timer", "Address"]
+__all__ = [
+    "DISTINCT_FD_BASE",
+    "FDS_PER_HOST",
+    "NS_PER_S",
+    "Address",
+    "Host",
+    "LinkConfig",
+    "Network",
+    "SimulationDeadlock",
+    "Sysctl",
+    "Timer",
+    "seconds_to_ns",
+]

@@ -22,9 +22,9 @@ import socket as _socket
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from simnet.kernel.clock import Timer
 from simnet.kernel.epoll import EpItem
 from simnet.kernel.errors import raise_errno, timeout_error
-from simnet.kernel.network import Timer
 from simnet.kernel.segment import Address
 from simnet.kernel.tcp.constants import (
     CLOSED,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from simnet.kernel.network import Timer
+from simnet.kernel.clock import Timer
 from simnet.kernel.segment import ACK, FIN, RST, SYN, Address, Segment
 from simnet.kernel.tcp.constants import (
     CLOSED,
@@ -80,7 +80,7 @@ class TcpListen(TcpInput):
                     self.net.log(seg, "dropped: accept queue full")
                 return
             iss = self.net.isn(seg.dst, remote) if isn is None else isn
-            from simnet.kernel.network import mss_for_mtu
+            from simnet.kernel.settings import mss_for_mtu
 
             window = self._syn_window(mss_for_mtu(self.net.path(self.host.ip, remote[0]).mtu))
             req = RequestSock(cast("TcpSocket", self), seg.dst, remote, iss, seg.seq, window, seg.window)

@@ -168,7 +168,7 @@ class TcpOutput(TcpBase):
 
     def _path_mss(self) -> int:
         assert self.remote is not None
-        from simnet.kernel.network import mss_for_mtu
+        from simnet.kernel.settings import mss_for_mtu
 
         return mss_for_mtu(self.net.path(self.host.ip, self.remote[0]).mtu)
 
