@@ -16,15 +16,8 @@ from typing import IO, Any
 
 import msgspec
 
-from simnet.trace.codec import (
-    Record,
-    TraceError,
-    TraceHeader,
-    _Bad,
-    fast_record_line,
-    header_from_json,
-    record_from_json,
-)
+from simnet.trace.codec import Record, TraceError, TraceHeader, fast_record_line, header_from_json, record_from_json
+from simnet.trace.values import _Bad
 
 # msgspec rather than the standard json module: parsing is most of the cost of reading a trace,
 # and msgspec parses a record line about 4x faster (bench/replay_speed.py prints the figures).

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import IO, Any, NoReturn, Protocol
 
 from simnet.server.syscalls import EpollWait, Exit, Result
-from simnet.trace.codec import TraceHeader, _encode_json, header_line, record_line
+from simnet.trace.codec import TraceHeader, header_line, record_line
+from simnet.trace.values import _encode_json
 
 
 class TraceWriter:
