@@ -37,8 +37,8 @@ SIZE = 64
 
 def sim_once(count: int, conns: int = CONNS) -> dict[str, Any]:
     """One simulated run, in this process: round trips per wall second."""
-    from simnet.run import RunConfig, simulate
-    from simnet.workload import Workload
+    from simnet.sim.run import RunConfig, simulate
+    from simnet.sim.workload import Workload
 
     config = RunConfig(
         seed=1,

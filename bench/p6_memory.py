@@ -141,8 +141,8 @@ def idle_connections(n: int, setup: str, measure: str) -> dict[str, Any]:
 
 def busy_run(clients: int, requests: int) -> dict[str, Any]:
     """One simulated echo run: wall seconds and simpy events."""
-    from simnet.run import RunConfig, simulate
-    from simnet.workload import Workload
+    from simnet.sim.run import RunConfig, simulate
+    from simnet.sim.workload import Workload
 
     config = RunConfig(
         seed=3,

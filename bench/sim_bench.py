@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simnet.run import RunConfig, simulate  # noqa: E402
-from simnet.workload import Workload  # noqa: E402
+from simnet.sim.run import RunConfig, simulate  # noqa: E402
+from simnet.sim.workload import Workload  # noqa: E402
 
 GOAL = 50.0
 

@@ -25,10 +25,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simnet.run import RunConfig
+from simnet.sim.run import RunConfig
 from simnet.testing.sweep import SeedResult, SimScenario, sweep
 from simnet.testing.sweep_dask import dask_client, run_on_dask
-from simnet.workload import Workload
+from simnet.sim.workload import Workload
 
 GOAL = 0.9
 # (name, scenario, seeds): a scenario of ~2 ms per seed, where Dask's per-task cost would show

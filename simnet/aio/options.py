@@ -17,7 +17,7 @@ from simnet.aio.loop import SimEventLoop
 from simnet.aio.world import MAIN_HOST, World
 from simnet.kernel.network import Network, Sysctl
 
-# `simnet run`'s default one-way latency between hosts (simnet/run.py RunConfig.latency).
+# `simnet run`'s default one-way latency between hosts (simnet/sim/run.py RunConfig.latency).
 DEFAULT_LATENCY = 0.001
 DEFAULT_SETTLE = 1.0
 # With schedule="explore", each segment between hosts takes up to this much longer, drawn from

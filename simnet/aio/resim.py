@@ -6,7 +6,7 @@ A program trace (`simnet record`) holds the program's side of every connection i
 what it read (the client's bytes, with the trace's clock between them), `b""` (the client's
 half-close), ECONNRESET (its reset), and what it sent back. `extract_program_clients` follows
 the listening sockets (Bind, Listen, GetSockName) and the fds their Accepts returned, and hands
-the per-connection records to the machine's extractor (simnet/resim.py, docs/resim.md): one
+the per-connection records to the machine's extractor (simnet/sim/resim/, docs/resim.md): one
 `RecordedClient` per accepted connection, plus the listener it came in on.
 
 `resimulate_program` then runs the program itself -- unchanged, through runpy, as `simnet record`
@@ -62,7 +62,8 @@ from simnet.aio.program import Program, ProgramError, exit_status, parse_program
 from simnet.aio.replay_main import check_program
 from simnet.aio.socket import SimSocket
 from simnet.aio.world import MAIN_HOST
-from simnet.resim import (
+from simnet.server import syscalls as sc
+from simnet.sim.resim import (
     DIFFERS,
     EQUAL,
     NS,
@@ -72,11 +73,10 @@ from simnet.resim import (
     ClientExtractor,
     ConnectionResult,
     RecordedClient,
-    _Client,
-    _client,
+    ReplayingClient,
     compare,
+    replay_client,
 )
-from simnet.server import syscalls as sc
 from simnet.trace.codec import TraceError, TraceHeader
 from simnet.trace.reader import read_trace
 from simnet.units import parse_duration_ns, parse_size
@@ -521,10 +521,10 @@ def resimulate_program(
     _widen_binds({listener.bound_port for listener in recorded.listeners})
     server_ip = world.address(MAIN_HOST)
 
-    clients: list[_Client] = []
+    clients: list[ReplayingClient] = []
     for i, rec in enumerate(recorded.clients):
         waits = rec.ending == OPEN or (rec.ending == SERVER_CLOSE and rec.closed_in_shutdown)
-        client = _Client(recorded=rec, done=env.event(), waits_for_bytes=waits)
+        client = ReplayingClient(recorded=rec, done=env.event(), waits_for_bytes=waits)
         clients.append(client)
         host = world.host(f"client{1 + i // CLIENTS_PER_HOST}")
         listener = recorded.listeners[recorded.conn_listener[i]]
@@ -577,7 +577,7 @@ def resimulate_program(
 
 
 def _connect_after_listen(
-    env: Any, host: Any, server_ip: str, client: _Client, listener: Listener, listened: Any, options: Options
+    env: Any, host: Any, server_ip: str, client: ReplayingClient, listener: Listener, listened: Any, options: Options
 ) -> Generator[Any, Any, None]:
     """The recorded client, from when the program listens: it connects as long after the
     simulated listen as it did after the recorded one (a program may take its time to start)."""
@@ -585,12 +585,12 @@ def _connect_after_listen(
     rec = client.recorded
     client.recorded = attrs.evolve(rec, accepted_ns=max(0, rec.accepted_ns - listener.listen_ns) + env.now)
     address = (server_ip, simulated.port)
-    yield from _client(host, lambda: address, client, options.timing, options.pace_reads)
+    yield from replay_client(host, lambda: address, client, options.timing, options.pace_reads)
 
 
 def _report(
     recorded: ProgramClients,
-    clients: list[_Client],
+    clients: list[ReplayingClient],
     watcher: ProgramClientExtractor,
     options: Options,
     seed: int,

@@ -27,7 +27,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from simnet.run import RunConfig, RunSummary, simulate
+from simnet.sim.run import RunConfig, RunSummary, simulate
 
 DEFAULT_FAILURES = "traces/failures"
 

@@ -8,8 +8,8 @@
     def test_every_client_gets_its_responses(config):
         check_run(config)
 
-Every strategy draws plain values (attrs instances of `simnet.workload.Workload` and
-`simnet.run.RunConfig`); the simulation's randomness comes from the drawn `seed`, through the one
+Every strategy draws plain values (attrs instances of `simnet.sim.workload.Workload` and
+`simnet.sim.run.RunConfig`); the simulation's randomness comes from the drawn `seed`, through the one
 `random.Random(seed)` each `Network` hands down. So a failing example is a value hypothesis can
 shrink and print, and the run it describes is the same every time. Shrinking goes towards fewer
 clients, fewer requests, no pipelining, default buffers and zero latency: the smallest run that
@@ -31,8 +31,8 @@ import attrs
 from hypothesis import strategies as st
 
 from simnet.faults import FaultSchedule, Hold, InjectRst, Jitter, LinkFaults, Partition, ShortIO
-from simnet.run import SERVER_IP, RunConfig
-from simnet.workload import Workload
+from simnet.sim.run import SERVER_IP, RunConfig
+from simnet.sim.workload import Workload
 
 # Linux clamps SO_RCVBUF/SO_SNDBUF to minimums after doubling (LINUX.md §2), so 1 means "as small
 # as Linux allows". None leaves autotuning on. Small sizes first: they shrink towards the
@@ -98,7 +98,7 @@ JITTERS = (
 # The clients' response timeout in runs drawn with faults: longer than any drawn partition or
 # hold and than the server's own timeouts, so it only ends what nothing else would.
 FAULT_RESPONSE_TIMEOUT = 30.0
-CLIENT_HOST = "10.0.1.1"  # where a run's clients live (simnet.run puts up to 5000 on each host)
+CLIENT_HOST = "10.0.1.1"  # where a run's clients live (simnet.sim.run puts up to 5000 on each host)
 
 
 @st.composite

@@ -27,7 +27,7 @@ from typing import IO, Any, Protocol
 
 import attrs
 
-from simnet.run import RunConfig, load_object, simulate
+from simnet.sim.run import RunConfig, load_object, simulate
 
 
 def parse_seeds(text: str) -> list[int]:

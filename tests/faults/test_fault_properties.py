@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simnet.testing import strategies as sst
-from simnet.run import RunConfig, simulate
+from simnet.sim.run import RunConfig, simulate
 from simnet.testing import check_run
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -57,7 +57,7 @@ def test_a_client_on_a_silently_killed_connection_names_its_timeout() -> None:
     import attrs
 
     from simnet.faults import FaultSchedule, InjectRst
-    from simnet.workload import Workload
+    from simnet.sim.workload import Workload
 
     config = RunConfig(
         seed=0,

@@ -37,8 +37,8 @@ from simnet.faults import (
 )
 from simnet.kernel import LoggedSegment, Network
 from simnet.kernel.tcp import TCP_RETRIES2, TCP_RTO_MAX, TCP_RTO_MIN
-from simnet.run import RunConfig, simulate
-from simnet.workload import Workload
+from simnet.sim.run import RunConfig, simulate
+from simnet.sim.workload import Workload
 
 S = 1_000_000_000
 MS = 1_000_000

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from simnet.drivers.replay import replay_exact
-from simnet.resim import resimulate
+from simnet.sim.resim import resimulate
 from simnet.server import syscalls as sc
 from simnet.server.apps.http import pattern
 from simnet.trace import read_trace

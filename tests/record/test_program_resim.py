@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from simnet.aio.resim import extract_program_clients
-from simnet.resim import HALF_CLOSE
+from simnet.sim.resim import HALF_CLOSE
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = REPO / "tests" / "record" / "programs"
@@ -146,7 +146,7 @@ def test_a_truncated_trace_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_program_only_options_are_refused_for_a_machine_trace(capsys: pytest.CaptureFixture[str]) -> None:
-    from simnet.trace.commands import main
+    from simnet.cli import main
 
     machine_trace = str(REPO / "traces" / "wrk.jsonl")
     assert main(["replay", "--sim", machine_trace, "--loss", "0.1"]) == 2

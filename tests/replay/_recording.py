@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import socket
 import struct
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import attrs
 
 from simnet.drivers.simulated import SimDriver
 from simnet.kernel import Network
-from simnet.run import RunConfig, simulate
 from simnet.server.apps import make_app
 from simnet.server.config import ServerConfig
 from simnet.server.machine import ServerMachine
+from simnet.sim.run import RunConfig, simulate
 from simnet.trace import TraceHeader, TraceWriter
 
 SERVER = ("10.0.0.1", 80)

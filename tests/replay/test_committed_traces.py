@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from simnet.resim import CLOSE, EQUAL, RESET, resimulate
+from simnet.sim.resim import CLOSE, EQUAL, RESET, resimulate
 
 TRACE_DIR = Path(__file__).resolve().parents[2] / "traces"
 # Machine traces only: program traces (traces/aio/) are re-run by tests/record.

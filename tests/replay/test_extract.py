@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from simnet.resim import CLOSE, CLOSE_ON_EOF, HALF_CLOSE, OPEN, RESET, SERVER_CLOSE, extract_clients
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
+from simnet.sim.resim import CLOSE, CLOSE_ON_EOF, HALF_CLOSE, OPEN, RESET, SERVER_CLOSE, extract_clients
 from simnet.trace import Record, TraceError, read_trace
 
 from ._recording import Script, get, post_echo, record_scripted

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from simnet.drivers.replay import replay_exact
-from simnet.resim import (
+from simnet.sim.resim import (
     CLOSE,
     CLOSE_ON_EOF,
     DIFFERS,
@@ -28,13 +28,13 @@ from simnet.resim import (
     RESET_PREFIX,
     SERVER_CLOSE,
     extract_clients,
-    parse_duration,
     resimulate,
 )
-from simnet.run import RunConfig
+from simnet.sim.run import RunConfig
+from simnet.sim.workload import Workload
 from simnet.trace import read_trace
-from simnet.trace.commands import main
-from simnet.workload import Workload
+from simnet.cli import main
+from simnet.units import parse_duration_ns as parse_duration
 
 from ._recording import Script, get, post_echo, record_scripted, record_workload, rewrite_records
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from simnet.run import RunConfig, simulate
+from simnet.sim.run import RunConfig, simulate
 from simnet.server.config import ServerConfig
 from simnet.server.machine import Connection, ServerMachine
-from simnet.workload import Workload
+from simnet.sim.workload import Workload
 
 KEEPALIVE = Workload(app="http", clients=20, requests=8, think_time=0.01)
 

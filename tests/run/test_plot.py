@@ -1,4 +1,4 @@
-"""Pictures of a run (simnet/plot.py): the queue observer the kernel calls at each change, the
+"""Pictures of a run (simnet/sim/plot.py): the queue observer the kernel calls at each change, the
 sequence diagrams' reading of the segment log, and `simnet run --plot DIR` end to end."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from simnet.faults import FaultSchedule, LinkFaults
 from simnet.kernel import Network, TcpSocket
-from simnet.plot import RunRecorder, arrows, connections_from_log
+from simnet.sim.plot import RunRecorder, arrows, connections_from_log
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

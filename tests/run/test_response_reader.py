@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simnet.workload import BadResponse, ResponseReader
+from simnet.sim.workload import BadResponse, ResponseReader
 
 
 def test_responses_are_split_and_a_stream_that_is_not_http_is_a_bad_response() -> None:

@@ -13,11 +13,11 @@ from typing import Any
 
 import attrs
 
-from simnet.run import RunConfig, simulate
+from simnet.sim.run import RunConfig, simulate
 from simnet.server.apps.base import BaseApp
 from simnet.server.config import ServerConfig
 from simnet.server.machine import CloseReason, ServerMachine
-from simnet.workload import Workload
+from simnet.sim.workload import Workload
 
 CONFIG = RunConfig(seed=1, workload=Workload(app="echo", clients=6, requests=3, request_size=100))
 

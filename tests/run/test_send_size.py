@@ -7,11 +7,11 @@ from typing import Any
 import attrs
 import pytest
 
-from simnet.run import RunConfig, simulate
+from simnet.sim.run import RunConfig, simulate
 from simnet.server import syscalls as sc
 from simnet.server.config import KiB, ServerConfig
 from simnet.server.machine import ServerMachine
-from simnet.workload import Workload
+from simnet.sim.workload import Workload
 
 # Responses far larger than send_size, through buffers small enough that most sends are partial.
 CONFIG = RunConfig(

@@ -4,7 +4,7 @@ For any seed, buffer sizes down to Linux's minimum, latency and workload: echo c
 exactly what they sent, HTTP clients get one correct response per request in order (pipelined and
 larger than every buffer included), clients that reset or close early do not disturb the others,
 and at the end no fd is left open. The clients check every byte of every response themselves
-(simnet/workload.py), so "correct" here means byte-for-byte.
+(simnet/sim/workload.py), so "correct" here means byte-for-byte.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simnet.run import RunConfig, simulate
+from simnet.sim.run import RunConfig, simulate
 from simnet.server import syscalls as sc
-from simnet.workload import Workload
+from simnet.sim.workload import Workload
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from simnet.testing import strategies as sst
-from simnet.run import RunConfig
+from simnet.sim.run import RunConfig
 from simnet.testing import RunFailed, check_run
 
 ROOT = Path(__file__).resolve().parents[2]

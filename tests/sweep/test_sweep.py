@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from simnet.run import RunConfig
+from simnet.sim.run import RunConfig
 from simnet.testing.sweep import parse_seeds, sweep
-from simnet.workload import Workload
+from simnet.sim.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from simnet.drivers.replay import ReplayReport, replay_exact
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import TraceHeader, read_trace
-from simnet.trace.commands import main
+from simnet.cli import main
 
 
 def recorded(tmp_path: Path, seed: int = 4, syscalls: int = 400) -> Path:

@@ -12,7 +12,7 @@ from trace_fakes import record_fake_run
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import TraceHeader, TraceWriter
-from simnet.trace.commands import main
+from simnet.cli import main
 from simnet.trace.show import render_trace
 
 MS = 1_000_000

@@ -26,7 +26,7 @@ from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import TraceError, TraceHeader, read_trace
 from simnet.trace.codec import header_line, record_line
-from simnet.trace.commands import add_replay_parser, add_show_parser
+from simnet.cli.trace import add_replay_parser, add_show_parser
 
 HERE = Path(__file__).parent
 

@@ -1,11 +1,5 @@
-"""`simnet replay` and `simnet show`: argparse wiring and exit codes, for simnet/cli.py.
-
-    parser = argparse.ArgumentParser(prog="simnet")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_replay_parser(subparsers)
-    add_show_parser(subparsers)
-    args = parser.parse_args()
-    sys.exit(args.func(args))
+"""`simnet replay`, `simnet show` and `simnet record`: exact replay and re-simulation of machine
+and program traces, the per-connection timeline, and recording a live program.
 
 Exit status: 0 all well, 1 the replay diverged (or, with `--sim`, a connection's response stream
 differs from the recorded one), 2 bad input. Bad input -- a malformed trace, a missing file, a
@@ -258,7 +252,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_resim(args: argparse.Namespace) -> int:
     """`simnet replay --sim`: re-simulate, print one line per connection and a total."""
-    from simnet.resim import resimulate
+    from simnet.sim.resim import resimulate
     from simnet.units import parse_duration_ns
 
     if args.machine:
@@ -428,15 +422,3 @@ def cmd_show(args: argparse.Namespace) -> int:
         # so the interpreter's own flush at exit does not complain about the pipe either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`simnet replay|show ...` without the rest of the `simnet` command: for tests that call
-    the two commands in-process. The `simnet` console script (simnet/cli.py) is the one entry point."""
-    parser = argparse.ArgumentParser(prog="simnet", description="Replay or show a simnet trace.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_replay_parser(subparsers)
-    add_show_parser(subparsers)
-    add_record_parser(subparsers)
-    args = parser.parse_args(argv)
-    return int(args.func(args))

@@ -2,7 +2,7 @@
 
 `simulate(RunConfig)` is what `simnet run` prints and what the whole-run property tests call.
 It builds the network from the seed, runs the server through the simnet driver and the clients
-through `simnet.workload`, shuts the server down gracefully when the last client is done, and
+through `simnet.sim.workload`, shuts the server down gracefully when the last client is done, and
 returns a `RunSummary` -- a value, identical for identical configs.
 """
 
@@ -24,8 +24,8 @@ from simnet.server import syscalls as sc
 from simnet.server.apps import make_app
 from simnet.server.config import ServerConfig
 from simnet.server.machine import ServerMachine
+from simnet.sim.workload import ClientStats, Workload, client_process, plan_clients
 from simnet.trace import Recorder, TraceHeader, TraceWriter
-from simnet.workload import ClientStats, Workload, client_process, plan_clients
 
 SERVER_IP = "10.0.0.1"
 SERVER_PORT = 80
@@ -259,7 +259,7 @@ def simulate(
     """Run `config` to the end. With `trace` (a path or a binary file), the server's syscalls are
     recorded there as a trace that `simnet replay` replays exactly; with `pcap`, every segment
     goes there as a capture for Wireshark (Network.capture). `observe(net)` is called on the
-    new network before anything runs, to attach hooks (simnet.plot's recorder, say)."""
+    new network before anything runs, to attach hooks (simnet.sim.plot's recorder, say)."""
     faults = _resolve_faults(config.faults)
     net = Network(seed=config.seed, latency=config.latency, faults=faults, pcap=pcap)
     if observe is not None:

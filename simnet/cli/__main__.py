@@ -1,0 +1,7 @@
+"""`python -m simnet.cli`: the `simnet` command."""
+
+import sys
+
+from simnet.cli import main
+
+sys.exit(main())
