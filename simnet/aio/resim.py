@@ -45,7 +45,6 @@ exist, a program that never listened where the recording did, a bad option value
 from __future__ import annotations
 
 import asyncio
-import collections
 import io
 import os
 import shlex
@@ -64,18 +63,16 @@ from simnet.aio.socket import SimSocket
 from simnet.aio.world import MAIN_HOST
 from simnet.server import syscalls as sc
 from simnet.sim.resim import (
-    DIFFERS,
-    EQUAL,
     NS,
     OPEN,
-    RESET_PREFIX,
     SERVER_CLOSE,
     ClientExtractor,
     ConnectionResult,
     RecordedClient,
     ReplayingClient,
-    compare,
+    compare_clients,
     replay_client,
+    total_lines,
 )
 from simnet.trace.codec import TraceError, TraceHeader
 from simnet.trace.reader import read_trace
@@ -356,17 +353,7 @@ class ProgramResimReport:
 
     def lines(self) -> list[str]:
         out = [c.format() for c in self.connections]
-        counts = collections.Counter(c.status for c in self.connections)
-        rec = sum(c.recorded_bytes for c in self.connections)
-        sim = sum(c.simulated_bytes for c in self.connections)
-        out.append(
-            f"total: {len(self.connections)} connections: {counts[EQUAL]} equal, "
-            f"{counts[RESET_PREFIX]} reset (prefix matches), {counts[DIFFERS]} differ; "
-            f"{rec} response bytes recorded, {sim} simulated ({self.description})"
-        )
-        if self.accept_errors:
-            errors = ", ".join(f"{name} {n}" for name, n in self.accept_errors.items())
-            out.append(f"note: not re-simulated: connections the recorded accept() failed on ({errors})")
+        out.extend(total_lines(self.connections, self.description, self.accept_errors))
         out.append(f"program: {self.ending} (after {self.sim_time_ns / NS:.3f} s of virtual time)")
         return out
 
@@ -597,25 +584,11 @@ def _report(
     ending: str,
     now_ns: int,
 ) -> ProgramResimReport:
-    # Simulated connections to clients: by the client's address, in order of accept.
-    by_addr: dict[tuple[str, int], collections.deque[Any]] = {}
-    for accepted in watcher.clients.conns:
-        by_addr.setdefault(tuple(accepted.peer), collections.deque()).append(accepted)  # type: ignore[arg-type]
-    results = []
-    for client in clients:
-        queue = by_addr.get(client.address) if client.address is not None else None
-        conn = queue.popleft() if queue else None
-        note = f"the simulated client saw {client.error}" if client.error else ""
-        if conn is None:
-            note = "the simulated program never accepted it" + (f" ({note})" if note else "")
-            results.append(compare(client.recorded, b"", bytes(client.received), False, note))
-        else:
-            simulated, sim_reset = bytes(conn.response), conn.reset_ns is not None
-            results.append(compare(client.recorded, simulated, bytes(client.received), sim_reset, note))
+    results = compare_clients(clients, watcher.clients.conns, "program")
     return ProgramResimReport(
         path=recorded.path,
         description=options.describe(seed),
-        connections=tuple(results),
+        connections=results,
         accept_errors=recorded.accept_errors,
         ending=ending,
         sim_time_ns=now_ns,

@@ -16,7 +16,6 @@ one. docs/resim.md describes what is reconstructed exactly and what is approxima
 
 from __future__ import annotations
 
-import collections
 import os
 from collections.abc import Generator, Iterable
 from typing import IO, Any
@@ -38,10 +37,18 @@ from simnet.sim.resim.extract import (
     Chunk,
     ClientExtractor,
     RecordedClient,
-    _Conn,
     extract_clients,
 )
-from simnet.sim.resim.report import DIFFERS, EQUAL, RESET_PREFIX, ConnectionResult, ResimReport, compare
+from simnet.sim.resim.report import (
+    DIFFERS,
+    EQUAL,
+    RESET_PREFIX,
+    ConnectionResult,
+    ResimReport,
+    compare,
+    compare_clients,
+    total_lines,
+)
 from simnet.trace.codec import Record, TraceError, TraceHeader
 from simnet.trace.reader import read_trace, source_name
 from simnet.units import parse_duration_ns
@@ -67,9 +74,11 @@ __all__ = [
     "ResimReport",
     "build_machine",
     "compare",
+    "compare_clients",
     "extract_clients",
     "replay_client",
     "resimulate",
+    "total_lines",
 ]
 
 
@@ -242,22 +251,7 @@ def resimulate(
         if writer is not None:
             writer.close()
 
-    # Simulated connections to clients: by the client's address, in order of accept (an address
-    # can come back for a later connection only after the earlier one is gone).
-    by_addr: dict[tuple[str, int], collections.deque[_Conn]] = {}
-    for accepted in watcher.conns:
-        by_addr.setdefault(accepted.peer, collections.deque()).append(accepted)
-    results = []
-    for client in clients:
-        queue = by_addr.get(client.address) if client.address is not None else None
-        conn = queue.popleft() if queue else None
-        note = f"the simulated client saw {client.error}" if client.error else ""
-        if conn is None:
-            note = "the simulated server never accepted it" + (f" ({note})" if note else "")
-            results.append(compare(client.recorded, b"", bytes(client.received), False, note))
-        else:
-            simulated, sim_reset = bytes(conn.response), conn.reset_ns is not None
-            results.append(compare(client.recorded, simulated, bytes(client.received), sim_reset, note))
+    results = compare_clients(clients, watcher.conns, "server")
     return ResimReport(
         path=path,
         seed=seed,
@@ -265,7 +259,7 @@ def resimulate(
         rcvbuf=rcvbuf,
         sndbuf=sndbuf,
         timing=timing,
-        connections=tuple(results),
+        connections=results,
         accept_errors=dict(extractor.accept_errors),
         finished=driver.finished,
         server_exit=getattr(machine, "exit_reason", None),

@@ -4,6 +4,8 @@ prefix (the connection was cut), or different from a byte on; the report of a re
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -68,10 +70,6 @@ class ResimReport:
         return all(c.ok for c in self.connections)
 
     def lines(self) -> list[str]:
-        out = [c.format() for c in self.connections]
-        counts = collections.Counter(c.status for c in self.connections)
-        rec = sum(c.recorded_bytes for c in self.connections)
-        sim = sum(c.simulated_bytes for c in self.connections)
         perturb = f"seed {self.seed}, latency {self.latency_ns / 1e6:g}ms"
         if self.rcvbuf is not None:
             perturb += f", rcvbuf {self.rcvbuf}"
@@ -79,14 +77,8 @@ class ResimReport:
             perturb += f", sndbuf {self.sndbuf}"
         if self.timing != "recorded":
             perturb += f", timing {self.timing}"
-        out.append(
-            f"total: {len(self.connections)} connections: {counts[EQUAL]} equal, "
-            f"{counts[RESET_PREFIX]} reset (prefix matches), {counts[DIFFERS]} differ; "
-            f"{rec} response bytes recorded, {sim} simulated ({perturb})"
-        )
-        if self.accept_errors:
-            errors = ", ".join(f"{name} {n}" for name, n in self.accept_errors.items())
-            out.append(f"note: not re-simulated: connections the recorded accept() failed on ({errors})")
+        out = [c.format() for c in self.connections]
+        out.extend(total_lines(self.connections, perturb, self.accept_errors))
         if not self.finished:
             seconds = self.sim_time_ns / NS
             out.append(f"note: the simulated server did not exit (after {seconds:.3f} s of virtual time)")
@@ -176,3 +168,45 @@ def _excerpt(data: bytes, at: int) -> str:
 # ------------------------------------------------------------------------------------------------
 # Simulated clients
 # ------------------------------------------------------------------------------------------------
+
+
+def compare_clients(clients: Iterable[Any], accepted: Iterable[Any], server: str) -> tuple[ConnectionResult, ...]:
+    """Match each replayed client (ReplayingClient) with the simulated server's connection from
+    its address -- in order of accept, since an address comes back for a later connection only
+    after the earlier one is gone -- and compare what the server sent with what was recorded.
+    `accepted`: the server's connections (`peer`, `response`, `reset_ns`); `server` names it in
+    the note of a client it never accepted ("server", "program")."""
+    by_addr: dict[tuple[str, int], collections.deque[Any]] = {}
+    for conn in accepted:
+        by_addr.setdefault(tuple(conn.peer), collections.deque()).append(conn)
+    results = []
+    for client in clients:
+        queue = by_addr.get(client.address) if client.address is not None else None
+        conn = queue.popleft() if queue else None
+        note = f"the simulated client saw {client.error}" if client.error else ""
+        if conn is None:
+            note = f"the simulated {server} never accepted it" + (f" ({note})" if note else "")
+            results.append(compare(client.recorded, b"", bytes(client.received), False, note))
+        else:
+            simulated, sim_reset = bytes(conn.response), conn.reset_ns is not None
+            results.append(compare(client.recorded, simulated, bytes(client.received), sim_reset, note))
+    return tuple(results)
+
+
+def total_lines(
+    connections: Sequence[ConnectionResult], description: str, accept_errors: Mapping[str, int]
+) -> list[str]:
+    """A report's totals: the counts of each verdict, the bytes, how it was run, and the
+    connections left out because the recorded accept() failed on them."""
+    counts = collections.Counter(c.status for c in connections)
+    rec = sum(c.recorded_bytes for c in connections)
+    sim = sum(c.simulated_bytes for c in connections)
+    out = [
+        f"total: {len(connections)} connections: {counts[EQUAL]} equal, "
+        f"{counts[RESET_PREFIX]} reset (prefix matches), {counts[DIFFERS]} differ; "
+        f"{rec} response bytes recorded, {sim} simulated ({description})"
+    ]
+    if accept_errors:
+        errors = ", ".join(f"{name} {n}" for name, n in accept_errors.items())
+        out.append(f"note: not re-simulated: connections the recorded accept() failed on ({errors})")
+    return out
