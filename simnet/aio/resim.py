@@ -37,6 +37,10 @@ Two decisions, each for a reason:
   KeyboardInterrupt at once), and 10 s after that it is cut off: the report is printed and the
   process exits.
 
+This file is longer than most (~770 lines) because the three steps -- taking the clients out
+of a program trace, running the program with them, stopping it -- share one set of options and
+one report, and each is short; the client script and the comparison are the machine's.
+
 Exit status: 0 every connection equal (or reset with one stream a prefix of the other), 1 a
 connection differs, 2 bad input (one line: a malformed or foreign trace, a program that does not
 exist, a program that never listened where the recording did, a bad option value).
