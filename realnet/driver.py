@@ -29,7 +29,6 @@ returns; a recording then ends without an Exit record (`simnet replay` says it w
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import signal
@@ -38,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from simnet.drivers.executor import SyscallExecutor
+from simnet.drivers.executor import SyscallExecutor, errno_name
 from simnet.server import syscalls as sc
 
 _EPOLLIN = select.EPOLLIN
@@ -166,9 +165,7 @@ class RealDriver:
         try:
             events = ep.poll(timeout, request.max_events)
         except OSError as exc:
-            code = exc.errno if exc.errno is not None else errno.EIO
-            name = errno.errorcode.get(code, f"E{code}")
-            return sc.Result(error=name, now=executor.clock_ns(), shutdown=executor.shutdown)
+            return sc.Result(error=errno_name(exc), now=executor.clock_ns(), shutdown=executor.shutdown)
         wake = self._wake_r
         mine = [(fd, mask) for fd, mask in events if fd != wake]
         if len(mine) != len(events):

@@ -19,6 +19,15 @@ from typing import Any
 from simnet.server import syscalls as sc
 
 
+def errno_name(exc: OSError) -> str:
+    """The errno name a failed syscall's result carries ("ECONNRESET"), for every backend: an
+    errno Python has no name for is "E<number>", an OSError without one (a library's) is EIO."""
+    code = exc.errno
+    if code is None:
+        return "EIO"
+    return errno.errorcode.get(code, f"E{code}")
+
+
 class SyscallExecutor:
     """Executes the non-waiting syscalls against an fd table of socket-API objects.
 
@@ -54,9 +63,7 @@ class SyscallExecutor:
         try:
             value = self._table[type(request)](request)
         except OSError as exc:
-            code = exc.errno
-            name = errno.errorcode.get(code, f"E{code}") if code is not None else "EIO"
-            return sc.Result(error=name, now=self.clock_ns(), shutdown=self.shutdown)
+            return sc.Result(error=errno_name(exc), now=self.clock_ns(), shutdown=self.shutdown)
         except KeyError as exc:
             if type(request) not in self._table:
                 raise TypeError(f"no such syscall: {request!r}") from None
