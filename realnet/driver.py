@@ -34,10 +34,11 @@ import select
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, cast
 
 from simnet.drivers.executor import SyscallExecutor, errno_name
+from simnet.drivers.loop import drive_now
 from simnet.server import syscalls as sc
 
 _EPOLLIN = select.EPOLLIN
@@ -45,6 +46,10 @@ _EPOLLIN = select.EPOLLIN
 
 def _new_socket() -> socket.socket:
     return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+
+class _Forced(Exception):
+    """A second shutdown request: the run ends before the machine asks for Exit."""
 
 
 class RealDriver:
@@ -126,33 +131,32 @@ class RealDriver:
                     pass
 
     def _loop(self) -> int:
-        executor = self.executor
-        execute = executor.execute
-        machine = self.machine
-        on_syscall = self.on_syscall
-        EpollWait, EpollCreate, Exit = sc.EpollWait, sc.EpollCreate, sc.Exit
-        request = machine.start()
-        while type(request) is not Exit:
-            if self._requests > 1:
-                self.forced = True
-                return self.syscalls
-            kind = type(request)
-            if kind is EpollWait:
-                if self.on_listening is not None:
-                    listening, self.on_listening = self.on_listening, None
-                    listening()
-                result = self._epoll_wait(request)
-            else:
-                result = execute(request)
-                if kind is EpollCreate and result.error is None:
-                    # The wake-up pipe joins the machine's epoll; see the module docstring.
-                    executor.fds[cast(int, result.value)].register(self._wake_r, _EPOLLIN)
-            if on_syscall is not None:
-                on_syscall(request, result)
-            self.syscalls += 1
-            request = machine.step(result)
-        self.finished = True
-        return self.syscalls
+        try:
+            return drive_now(self)
+        except _Forced:
+            self.forced = True
+            return self.syscalls
+
+    # -- the backend that simnet.drivers.loop.drive runs ------------------------------------------
+
+    def execute(self, request: sc.Syscall) -> sc.Result:
+        if self._requests > 1:
+            raise _Forced
+        result = self.executor.execute(request)
+        if type(request) is sc.EpollCreate and result.error is None:
+            # The wake-up pipe joins the machine's epoll; see the module docstring.
+            self.executor.fds[cast(int, result.value)].register(self._wake_r, _EPOLLIN)
+        return result
+
+    def wait(self, request: sc.EpollWait) -> Generator[Any, Any, sc.Result]:
+        """A real epoll_wait: it blocks here, so the generator returns without ever yielding."""
+        if self._requests > 1:
+            raise _Forced
+        if self.on_listening is not None:
+            listening, self.on_listening = self.on_listening, None
+            listening()
+        return self._epoll_wait(request)
+        yield  # never reached: drive_now runs this loop to the end in one go
 
     def _epoll_wait(self, request: sc.EpollWait) -> sc.Result:
         executor = self.executor

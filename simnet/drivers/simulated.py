@@ -1,24 +1,20 @@
 """The simulated driver: execute the server machine's syscalls on a simulated host, and nothing else.
 
 The non-waiting syscalls go through `simnet.drivers.executor.SyscallExecutor`, which realnet
-shares; this module adds only how EpollWait waits (in virtual time) and the simulated SIGTERM.
+shares, and the loop is `simnet.drivers.loop.drive`, which every backend runs; this module adds
+only how EpollWait waits (in virtual time) and the simulated SIGTERM.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any, Protocol
+from typing import Any
 
 from simnet.drivers.executor import SyscallExecutor
+from simnet.drivers.loop import Machine, drive
 from simnet.server import syscalls as sc
 
 __all__ = ["Machine", "SimDriver", "SyscallExecutor"]
-
-
-class Machine(Protocol):
-    def start(self) -> sc.Syscall: ...
-
-    def step(self, result: sc.Result) -> sc.Syscall: ...
 
 
 class SimDriver:
@@ -42,6 +38,7 @@ class SimDriver:
         self.on_syscall = on_syscall
         env = host.net.env
         self.executor = SyscallExecutor(host.socket, host.epoll, lambda: env.now)
+        self.execute = self.executor.execute  # what drive() calls for every non-waiting syscall
         self.syscalls = 0
         self.finished = False
         self._signal_pending = False  # like a signal: cuts short one epoll_wait, not every one
@@ -55,27 +52,18 @@ class SimDriver:
                 interrupt()
 
     def run(self) -> Generator[Any, Any, int]:
+        """The machine to Exit, as a simpy process; returns the number of syscalls executed."""
+        return (yield from drive(self))
+
+    def wait(self, request: sc.EpollWait) -> Generator[Any, Any, sc.Result]:
+        """epoll_wait in virtual time: the simulated process sleeps until an event or the timeout."""
         executor = self.executor
-        machine = self.machine
-        on_syscall = self.on_syscall
-        request = machine.start()
-        while type(request) is not sc.Exit:
-            if type(request) is sc.EpollWait:
-                ep = executor.fds.get(request.epfd)
-                if ep is None:
-                    result = sc.Result(error="EBADF", now=self.host.net.env.now, shutdown=executor.shutdown)
-                else:
-                    timeout_ns = -1 if request.timeout_ms < 0 else request.timeout_ms * 1_000_000
-                    if self._signal_pending:
-                        self._signal_pending = False
-                        timeout_ns = 0  # the signal arrived between waits: this one returns at once
-                    events = yield from ep.co.poll_ns(timeout_ns, request.max_events)
-                    result = executor.wait_result(events)
-            else:
-                result = executor.execute(request)
-            if on_syscall is not None:
-                on_syscall(request, result)
-            self.syscalls += 1
-            request = machine.step(result)
-        self.finished = True
-        return self.syscalls
+        ep = executor.fds.get(request.epfd)
+        if ep is None:
+            return sc.Result(error="EBADF", now=self.host.net.env.now, shutdown=executor.shutdown)
+        timeout_ns = -1 if request.timeout_ms < 0 else request.timeout_ms * 1_000_000
+        if self._signal_pending:
+            self._signal_pending = False
+            timeout_ns = 0  # the signal arrived between waits: this one returns at once
+        events = yield from ep.co.poll_ns(timeout_ns, request.max_events)
+        return executor.wait_result(events)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
 from typing import IO, Any, NoReturn, Protocol
 
 from simnet.server.syscalls import EpollWait, Exit, Result
@@ -142,8 +141,9 @@ class Recorder:
         while not isinstance(req, Exit):
             req = recorder.step(execute(req))
 
-    or simply `recorder.run(execute)`. Each result is written *before* the machine sees it, so
-    if the machine raises, the result that triggered the failure is in the trace and replays.
+    or drive it as any machine (`simnet.drivers.loop.run_direct(recorder, execute)`). Each result
+    is written *before* the machine sees it, so if the machine raises, the result that triggered
+    the failure is in the trace and replays.
     `flush_before_wait=False` skips the flush before a blocking EpollWait; a simulated driver,
     whose waits are virtual, has no reason to pay a write per wait.
     """
@@ -185,13 +185,3 @@ class Recorder:
             if kind is EpollWait and request.timeout_ms != 0 and self._flush_before_wait:
                 self.writer.flush()
         return request
-
-    def run(self, execute: Callable[[Any], Result]) -> int:
-        """Drive the machine to Exit with `execute(request) -> Result`; return the syscall count."""
-        count = 0
-        request = self.start()
-        step = self.step
-        while type(request) is not Exit:
-            request = step(execute(request))
-            count += 1
-        return count

@@ -12,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trace_fakes import EchoMachine, make_buggy_machine, make_echo_machine, record_fake_run
 
+from simnet.cli import main
+from simnet.drivers.loop import run_direct
 from simnet.drivers.replay import ReplayReport, replay_exact
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import TraceHeader, read_trace
-from simnet.cli import main
 
 
 def recorded(tmp_path: Path, seed: int = 4, syscalls: int = 400) -> Path:
@@ -157,9 +158,7 @@ def test_the_default_factory_replays_the_real_server_machine(
     header = TraceHeader.create(backend="simnet", app="echo", server_config=config, seed=9)
     path = tmp_path / "real.jsonl"
     with TraceWriter(path, header) as writer:
-        count = Recorder(machine.ServerMachine(config, apps.make_app("echo")), writer).run(
-            FakeKernel(9, 1500)
-        )
+        count = run_direct(Recorder(machine.ServerMachine(config, apps.make_app("echo")), writer), FakeKernel(9, 1500))
     report = replay_exact(path)
     assert report.ok and report.exited and report.matched == count
     assert main(["replay", str(path)]) == 0

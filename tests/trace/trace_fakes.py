@@ -12,6 +12,7 @@ import random
 from collections.abc import Generator
 from typing import Any
 
+from simnet.drivers.loop import run_direct
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import Recorder, TraceHeader, TraceWriter
@@ -255,4 +256,4 @@ def record_fake_run(
     """Record one run of EchoMachine on FakeKernel to `target`; return the syscall count."""
     header = fake_header(seed=seed)
     with TraceWriter(target, header, buffer_bytes=buffer_bytes) as writer:
-        return Recorder(make_echo_machine(header), writer).run(FakeKernel(seed, syscalls, payload_scale))
+        return run_direct(Recorder(make_echo_machine(header), writer), FakeKernel(seed, syscalls, payload_scale))
