@@ -63,6 +63,7 @@ import attrs
 from simnet.aio.options import new_event_loop
 from simnet.aio.program import Program, ProgramError, exit_status, parse_program, run_program
 from simnet.aio.replay_main import check_program
+from simnet.aio.runner import quiet_cancelled_handlers
 from simnet.aio.socket import SimSocket
 from simnet.aio.world import MAIN_HOST
 from simnet.server import syscalls as sc
@@ -443,7 +444,7 @@ class _Stopper:
 
     def _deliver(self) -> None:
         if self.step == 1:
-            _quiet_cancelled_handlers(self.loop)
+            quiet_cancelled_handlers(self.loop)
         handles = self.loop._signal_handlers
         for signum in (signal.SIGINT, signal.SIGTERM):
             handle = handles.get(signum)
@@ -458,23 +459,6 @@ class _Stopper:
                 handler(signum, None)  # asyncio.run's: cancels the main task; the default: KeyboardInterrupt
                 return
         self.finish("killed by SIGTERM (it handles neither SIGINT nor SIGTERM)")
-
-
-def _quiet_cancelled_handlers(loop: Any) -> None:
-    """As simnet.aio.run at its end: Python 3.11's start_server callback asks each handler task
-    that the shutdown cancelled for its exception and logs the CancelledError it gets -- noise
-    about the stop we caused, not about the program. Other exceptions are reported as before."""
-    previous = loop.get_exception_handler()
-
-    def quiet(loop: Any, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), asyncio.CancelledError):
-            return
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(quiet)
 
 
 def resimulate_program(

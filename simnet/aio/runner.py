@@ -153,19 +153,7 @@ def _cancel_all_tasks(loop: SimEventLoop) -> None:
         return
     for task in to_cancel:
         task.cancel()
-    # Python 3.11's start_server callback asks a cancelled handler task for its exception and
-    # logs the CancelledError it gets: noise about the shutdown itself, not about the program.
-    previous = loop.get_exception_handler()
-
-    def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), asyncio.CancelledError):
-            return
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(quiet)
+    quiet_cancelled_handlers(loop)
     try:
         loop.run_until_complete(asyncio.gather(*to_cancel, return_exceptions=True))
     except SimulationDeadlock:
@@ -181,3 +169,20 @@ def _cancel_all_tasks(loop: SimEventLoop) -> None:
                     "task": task,
                 }
             )
+
+
+def quiet_cancelled_handlers(loop: asyncio.AbstractEventLoop) -> None:
+    """Python 3.11's start_server callback asks each handler task that a shutdown cancelled for
+    its exception and logs the CancelledError it gets: noise about the stop, not about the
+    program. Drop those; every other exception is reported as before."""
+    previous = loop.get_exception_handler()
+
+    def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet)
