@@ -57,12 +57,14 @@ class SimSelector(selectors._BaseSelectorImpl):
         # host ip -> its epoll; in the order hosts first registered something (deterministic).
         self._epolls: dict[str, Epoll] = {}
         self._epoll_list: list[Epoll] = []
+        self._hosts: list[Host] = []  # the network's hosts in creation order, as far as seen
 
     def _host_of(self, fd: int) -> Host:
-        net = self._net
         if fd >= DISTINCT_FD_BASE:
             index = (fd - DISTINCT_FD_BASE) // FDS_PER_HOST
-            hosts = list(net.hosts.values())
+            hosts = self._hosts
+            if index >= len(hosts):  # a host made since: the n-th host owns the n-th fd range
+                hosts = self._hosts = list(self._net.hosts.values())
             if index < len(hosts):
                 host = hosts[index]
                 if fd in host.fds:
