@@ -19,7 +19,7 @@ import sys
 from typing import Any, NoReturn
 
 from simnet import units
-from simnet.server.config import SECOND, KiB, ServerConfig
+from simnet.server.config import ServerConfig
 
 USAGE_EXIT = 2
 
@@ -98,6 +98,10 @@ def _host(text: str) -> str:
         raise argparse.ArgumentTypeError(f"expected an IPv4 address such as 127.0.0.1, not {text!r}") from None
 
 
+# The server's defaults are ServerConfig's: written once, there.
+DEFAULTS = ServerConfig()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="realnet", description="Run the simnet server machine on real sockets and epoll.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -118,38 +122,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="TRACE.jsonl", help="record the run's syscalls to this trace file")
     g = p.add_argument_group("server")
     g.add_argument("--edge-triggered", action="store_true", help="register connections IN|OUT|RDHUP|ET once")
-    g.add_argument("--backlog", type=int, default=128, help="listen(2) backlog (default 128)")
+    g.add_argument(
+        "--backlog", type=int, default=DEFAULTS.backlog, help=f"listen(2) backlog (default {DEFAULTS.backlog})"
+    )
     g.add_argument(
         "--max-connections",
         type=_count,
-        default=1024,
+        default=DEFAULTS.max_connections,
         help="open connections at once; above it the server stops accepting and new ones wait in the listen "
-        "backlog (default 1024)",
+        f"backlog (default {DEFAULTS.max_connections})",
     )
     g.add_argument(
-        "--output-cap", type=_size, default=256 * KiB, help="pending output per connection before it stops reading"
+        "--output-cap",
+        type=_size,
+        default=DEFAULTS.output_cap,
+        help="pending output per connection before it stops reading",
     )
-    g.add_argument("--recv-size", type=_size, default=64 * KiB, help="bytes per recv (default 64k)")
+    g.add_argument("--recv-size", type=_size, default=DEFAULTS.recv_size, help="bytes per recv (default 64k)")
     g.add_argument(
         "--send-size",
         type=_size_or_off,
-        default=64 * KiB,
+        default=DEFAULTS.send_size,
         help="most pending output offered per send, and recorded per Send (default 64k; off: all of it)",
     )
-    g.add_argument("--max-events", type=_count, default=256, help="events per epoll_wait (default 256)")
+    g.add_argument(
+        "--max-events",
+        type=_count,
+        default=DEFAULTS.max_events,
+        help=f"events per epoll_wait (default {DEFAULTS.max_events})",
+    )
     g.add_argument("--rcvbuf", type=_size, help="SO_RCVBUF for the listener, inherited (default: autotuning)")
     g.add_argument("--sndbuf", type=_size, help="SO_SNDBUF for the listener, inherited (default: autotuning)")
     g.add_argument("--no-nodelay", action="store_true", help="leave Nagle on (no TCP_NODELAY)")
-    g.add_argument("--io-budget", type=_count, default=16, help="syscalls per connection per turn (default 16)")
-    g.add_argument("--accept-budget", type=_count, default=64, help="accepts per turn (default 64)")
+    g.add_argument("--io-budget", type=_count, default=DEFAULTS.io_budget, help="syscalls per connection per turn")
+    g.add_argument("--accept-budget", type=_count, default=DEFAULTS.accept_budget, help="accepts per turn")
     t = p.add_argument_group("timeouts")
-    t.add_argument("--idle-timeout", type=_seconds_or_off, default=60 * SECOND, help="no byte in or out (60)")
-    t.add_argument("--header-timeout", type=_seconds_or_off, default=10 * SECOND, help="request head due (10)")
     t.add_argument(
-        "--keepalive-timeout", type=_seconds_or_off, default=5 * SECOND, help="between requests (5)"
+        "--idle-timeout", type=_seconds_or_off, default=DEFAULTS.idle_timeout_ns, help="no byte in or out (60)"
     )
-    t.add_argument("--linger-timeout", type=_seconds_or_off, default=2 * SECOND, help="after our FIN (2)")
-    t.add_argument("--shutdown-grace", type=_seconds, default=5 * SECOND, help="in-flight work at shutdown (5)")
+    t.add_argument(
+        "--header-timeout", type=_seconds_or_off, default=DEFAULTS.header_timeout_ns, help="request head due (10)"
+    )
+    t.add_argument(
+        "--keepalive-timeout", type=_seconds_or_off, default=DEFAULTS.keepalive_timeout_ns, help="between requests (5)"
+    )
+    t.add_argument(
+        "--linger-timeout", type=_seconds_or_off, default=DEFAULTS.linger_timeout_ns, help="after our FIN (2)"
+    )
+    t.add_argument(
+        "--shutdown-grace", type=_seconds, default=DEFAULTS.shutdown_grace_ns, help="in-flight work at shutdown (5)"
+    )
     h = p.add_argument_group("http app")
     h.add_argument("--max-header-bytes", type=_size, help="request head limit, else 431 (default 8k)")
     h.add_argument("--max-body-bytes", type=_size, help="request body limit, else 413 (default 1m)")

@@ -32,6 +32,14 @@ SERVER_PORT = 80
 CLIENTS_PER_HOST = 5000  # ephemeral ports per client host are 28k; keep well inside
 
 
+# The server's defaults are ServerConfig's, written once there (timeouts here in seconds).
+_SERVER = ServerConfig()
+
+
+def _seconds(ns: int | None) -> float | None:
+    return None if ns is None else ns / 1e9
+
+
 @attrs.frozen(kw_only=True)
 class RunConfig:
     seed: int = 0
@@ -40,14 +48,14 @@ class RunConfig:
     rcvbuf: int | None = None  # SO_RCVBUF/SO_SNDBUF for the server's listener (inherited)
     sndbuf: int | None = None
     edge_triggered: bool = False
-    max_connections: int = 1024
-    output_cap: int = 256 * 1024
-    backlog: int = 128
+    max_connections: int = _SERVER.max_connections
+    output_cap: int = _SERVER.output_cap
+    backlog: int = _SERVER.backlog
     # The server's timeouts in seconds, None for off (`simnet run --header-timeout 2`); the
     # defaults are ServerConfig's. The http app's size limits travel in app_options.
-    idle_timeout: float | None = 60.0
-    header_timeout: float | None = 10.0
-    keepalive_timeout: float | None = 5.0
+    idle_timeout: float | None = _seconds(_SERVER.idle_timeout_ns)
+    header_timeout: float | None = _seconds(_SERVER.header_timeout_ns)
+    keepalive_timeout: float | None = _seconds(_SERVER.keepalive_timeout_ns)
     app_options: dict[str, Any] = attrs.field(factory=dict)
     time_limit: float = 3600.0  # virtual seconds: a run that has not finished by then is stopped
     # "MODULE:FACTORY" of a machine variant to run instead of ServerMachine -- a user's own, or a
