@@ -26,17 +26,14 @@ from simnet.trace.writer import Machine
 MachineFactory = Callable[[TraceHeader], Machine]
 
 
-def machine_from_header(header: TraceHeader, path: str = "<trace>") -> Machine:
-    """Build the machine a trace was recorded from: its app and both configs, as in the header.
-
-    Raises `TraceError` (line 1) when the header names an app or a config this simnet does not
-    have -- bad input, not a bug.
-    """
+def app_and_config(header: TraceHeader, path: str = "<trace>") -> tuple[Any, Any]:
+    """(app factory, ServerConfig) as a trace header records them -- for a replay, or a
+    re-simulation that perturbs the config. TraceError (line 1) when the header names an app or
+    a config this simnet does not have: bad input, not a bug."""
     # Imported here so that reading and showing traces works without the server package's
     # heavier parts, and so a test can replay against a factory of its own.
     from simnet.server.apps import make_app
     from simnet.server.config import ServerConfig
-    from simnet.server.machine import ServerMachine
 
     try:
         app = make_app(header.app, **header.app_config)
@@ -48,6 +45,14 @@ def machine_from_header(header: TraceHeader, path: str = "<trace>") -> Machine:
         raise TraceError(
             path, 1, f"header: server_config does not fit this simnet's ServerConfig: {exc}"
         ) from None
+    return app, config
+
+
+def machine_from_header(header: TraceHeader, path: str = "<trace>") -> Machine:
+    """Build the machine a trace was recorded from: its app and both configs, as in the header."""
+    from simnet.server.machine import ServerMachine
+
+    app, config = app_and_config(header, path)
     return ServerMachine(config, app)
 
 

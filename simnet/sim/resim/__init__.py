@@ -49,7 +49,7 @@ from simnet.sim.resim.report import (
     compare_clients,
     total_lines,
 )
-from simnet.trace.codec import Record, TraceError, TraceHeader
+from simnet.trace.codec import Record, TraceHeader
 from simnet.trace.reader import read_trace, source_name
 from simnet.units import parse_duration_ns
 
@@ -123,19 +123,10 @@ def build_machine(
 ) -> tuple[Any, Any]:
     """(machine, config): the header's app and server config, listening on `host`, with the
     buffer sizes overridden where given. TraceError (line 1) for a header this simnet cannot build."""
-    from simnet.server.apps import make_app
-    from simnet.server.config import ServerConfig
+    from simnet.drivers.replay import app_and_config
     from simnet.server.machine import ServerMachine
 
-    try:
-        app = make_app(header.app, **header.app_config)
-    except ValueError as exc:
-        raise TraceError(path, 1, f"header: {exc}") from None
-    try:
-        config = ServerConfig.from_recorded(header.server_config)
-    except (TypeError, ValueError) as exc:
-        problem = f"header: server_config does not fit this simnet's ServerConfig: {exc}"
-        raise TraceError(path, 1, problem) from None
+    app, config = app_and_config(header, path)
     changes: dict[str, Any] = {}
     # A live server listened on loopback, which every simulated host has to itself: listen on
     # the server host's address instead (a wildcard listener is left as it was).
