@@ -57,8 +57,8 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 
 
 def events_scheduled(env: simpy.Environment) -> int:
-    """simpy's event id counter, read without consuming it."""
-    return int(env._eid.__reduce__()[1][0])  # type: ignore[attr-defined]
+    """simpy's event id counter, read from its repr ("count(123)") without consuming an id."""
+    return int(repr(env._eid)[6:-1])  # type: ignore[attr-defined]
 
 
 def events_processed(net: Network) -> int:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "tests" / "trace"))
 
 import msgspec  # noqa: E402
 
+from simnet.drivers.loop import run_direct  # noqa: E402
 from simnet.drivers.replay import replay_exact  # noqa: E402
 from simnet.trace import Recorder, TraceHeader, TraceWriter, read_trace  # noqa: E402
 from simnet.trace.codec import _Envelope, encode_record  # noqa: E402
@@ -126,9 +127,8 @@ def real_machine_trace(directory: Path, syscalls: int) -> Path | None:
     header = TraceHeader.create(backend="simnet", app="echo", server_config=config, seed=1)
     path = directory / "real.jsonl"
     with TraceWriter(path, header) as writer:
-        Recorder(ServerMachine(config, make_app("echo")), writer, flush_before_wait=False).run(
-            FakeKernel(1, syscalls)
-        )
+        recorder = Recorder(ServerMachine(config, make_app("echo")), writer, flush_before_wait=False)
+        run_direct(recorder, FakeKernel(1, syscalls))
     return path
 
 

@@ -40,6 +40,12 @@ class SimEnv(simpy.Environment):
     def now(self) -> int:
         return self._now
 
+    @property
+    def events_scheduled(self) -> int:
+        """How many events simpy has scheduled so far: its id counter (an itertools.count),
+        read from its repr without consuming an id (count.__reduce__ is deprecated)."""
+        return int(repr(self._eid)[6:-1])  # "count(123)"
+
 
 def is_dead(event: simpy.Event) -> bool:
     return type(event) is Timer and not event.active

@@ -250,11 +250,6 @@ def load_object(spec: str) -> Any:
         raise ValueError(f"{spec!r}: {module_name} has no {name!r}") from None
 
 
-def events_scheduled(env: Any) -> int:
-    """How many events simpy has scheduled so far: its id counter, read without consuming it."""
-    return int(env._eid.__reduce__()[1][0])
-
-
 def simulate(
     config: RunConfig,
     *,
@@ -351,7 +346,7 @@ def simulate(
         server=attrs.asdict(machine.stats) if attrs.has(type(machine.stats)) else dict(vars(machine.stats)),
         clients=clients,
         kernel=dict(sorted(net.counters.items())),
-        events=events_scheduled(env),
+        events=env.events_scheduled,
         open_fds_at_end=open_fds,
         server_exit=getattr(machine, "exit_reason", None),
         finished=finished and server_proc.triggered,
