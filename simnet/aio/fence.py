@@ -230,7 +230,7 @@ def _sleep_in_simulation(world: World, seconds: float) -> None:
         raise ValueError("sleep length must be non-negative")
     # The program's thread blocks; the network goes on without it for that long.
     net = world.net
-    net.run_ns(int(net.env._now) + round(seconds * 1e9))
+    net.run_ns(net.now_ns + round(seconds * 1e9))
 
 
 _sleep = _redirect(_real["sleep"], _sleep_in_simulation)
@@ -299,10 +299,10 @@ class Fence:
         s(selectors.EpollSelector, "_selector_cls", FencedEpoll)
         if world.virtual_clock:
             epoch_ns = world.epoch_ns
-            s(_time, "time", _redirect(_real["time"], lambda w: (epoch_ns + w.net.env._now) / 1e9))
-            s(_time, "time_ns", _redirect(_real["time_ns"], lambda w: epoch_ns + w.net.env._now))
-            s(_time, "monotonic", _redirect(_real["monotonic"], lambda w: w.net.env._now / 1e9))
-            s(_time, "monotonic_ns", _redirect(_real["monotonic_ns"], lambda w: w.net.env._now))
+            s(_time, "time", _redirect(_real["time"], lambda w: (epoch_ns + w.net.now_ns) / 1e9))
+            s(_time, "time_ns", _redirect(_real["time_ns"], lambda w: epoch_ns + w.net.now_ns))
+            s(_time, "monotonic", _redirect(_real["monotonic"], lambda w: w.net.now_ns / 1e9))
+            s(_time, "monotonic_ns", _redirect(_real["monotonic_ns"], lambda w: w.net.now_ns))
             s(_time, "sleep", _sleep)
         if world.seeded_random:
             self._random_state = random.getstate()

@@ -246,7 +246,7 @@ class SimEventLoop(asyncio.SelectorEventLoop):
             self._world.recorder.close()  # so is a trace
 
     def time(self) -> float:
-        return self._world.net.env._now / NS_PER_S
+        return self._world.net.now_ns / NS_PER_S
 
     # -- no self-pipe: nothing real is opened -------------------------------------------------------
 

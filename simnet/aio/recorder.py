@@ -355,7 +355,7 @@ class SimRecorder(Recording):
         return self.world.name_of(sock._host.ip)
 
     def _now(self) -> int:
-        return int(self.world.net.env._now)
+        return self.world.net.now_ns
 
     def ok(self, sock: Any, request: Any, value: Any) -> None:
         if not self.closed:

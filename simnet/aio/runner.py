@@ -114,30 +114,21 @@ def _deadlock(loop: SimEventLoop, cause: SimulationDeadlock) -> Deadlock:
 async def _settle(loop: SimEventLoop, bound: float) -> None:
     """Let the network run until nothing is in flight or unacknowledged, for at most `bound`."""
     net = loop.world.net
-    deadline = net.env._now + round(bound * 1e9)
-    while net.env._now < deadline:
+    deadline = net.now_ns + round(bound * 1e9)
+    while net.now_ns < deadline:
         if _quiet(net):
             return
         # Something is on the wire or waits for a timer (a retransmission, a delayed ACK):
         # sleep until the next thing the network will do, and look again.
-        wake = _next_event_ns(net)
+        wake = net.next_event_ns()
         if wake is None:
             return
-        await asyncio.sleep(max(min(wake, deadline) - net.env._now, 1) / 1e9)
-
-
-def _next_event_ns(net: Network) -> int | None:
-    from simnet.kernel.clock import is_dead
-
-    times = [int(entry[0]) for entry in net.env._queue if not is_dead(entry[3])]
-    return min(times) if times else None
+        await asyncio.sleep(max(min(wake, deadline) - net.now_ns, 1) / 1e9)
 
 
 def _quiet(net: Network) -> bool:
     """No segment in flight and every byte and FIN sent and acknowledged."""
-    from simnet.kernel.clock import Delivery
-
-    if any(type(entry[3]) is Delivery for entry in net.env._queue):
+    if net.segments_in_flight():
         return False
     for host in net.hosts.values():
         for sock in host.connections.values():

@@ -200,7 +200,8 @@ class Network:
 
     @property
     def now_ns(self) -> int:
-        return self.env.now
+        """Virtual time in integer nanoseconds."""
+        return self.env._now
 
     def run(self, until: float | None = None, *, stop: simpy.Event | None = None) -> None:
         """Run until nothing is pending, or until virtual time `until` (seconds), or until the
@@ -319,6 +320,15 @@ class Network:
         loop's self-pipe ends its epoll_wait: something in the simulation (a host restarting,
         say) has handed the waiting loop work of its own."""
         self._waiter_woken = True
+
+    def next_event_ns(self) -> int | None:
+        """When the network will next do something (a timer, a segment arriving), or None."""
+        times = [int(entry[0]) for entry in self.env._queue if not is_dead(entry[3])]
+        return min(times) if times else None
+
+    def segments_in_flight(self) -> bool:
+        """A segment is on a link with latency, not yet delivered."""
+        return any(type(entry[3]) is Delivery for entry in self.env._queue)
 
     @property
     def pending(self) -> int:
