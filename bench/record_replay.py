@@ -4,7 +4,8 @@
 
 R1: the aiohttp app of tests/record/programs under wrk on 127.0.0.1, plain `python app.py`
     against `simnet record --trace T -- python app.py`, alternating, median of the rounds:
-    requests/s recorded / requests/s plain (goal >= 0.90).
+    requests/s recorded / requests/s plain (goal >= 0.90); and the same by the server's CPU time
+    per request (/proc/PID/schedstat: steadier than wall time when others share the cores).
 R2: `simnet replay T -- python app.py` of the largest of those traces, in syscalls/s of steady
     replay: (records of the big trace - records of an idle one) / (their replay times' difference),
     so the interpreter's start and aiohttp's import are not counted (goal >= 100k/s).
@@ -52,15 +53,24 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def _wrk(port: int, seconds: float) -> float:
+def _cpu_ns(proc: subprocess.Popen[str]) -> int:
+    """Nanoseconds the process has run on a CPU (`simnet record` execs, so the pid is the app's)."""
+    return int(Path(f"/proc/{proc.pid}/schedstat").read_text().split()[0])
+
+
+def _wrk(proc: subprocess.Popen[str], port: int, seconds: float) -> tuple[float, float]:
+    """(requests/s, server CPU us per request) of one wrk run."""
+    cpu = _cpu_ns(proc)
     out = subprocess.run(
         ["wrk", "-t1", "-c8", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, timeout=seconds + 30,
     ).stdout  # fmt: skip
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    cpu = _cpu_ns(proc) - cpu
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if rate is None or total is None:
         raise SystemExit(f"wrk said: {out}")
-    return float(match.group(1))
+    return float(rate.group(1)), cpu / 1e3 / max(int(total.group(1)), 1)
 
 
 def _records(trace: Path) -> int:
@@ -89,24 +99,33 @@ def main() -> None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     work = Path(tempfile.mkdtemp(prefix="simnet-record-bench-"))
     plain, recorded = [], []
+    plain_cpu, recorded_cpu = [], []
     traces = []
     for i in range(args.rounds):
         proc, port = _start([PY, str(APP), "0"])
         try:
-            plain.append(_wrk(port, args.seconds))
+            rate, cpu = _wrk(proc, port, args.seconds)
+            plain.append(rate)
+            plain_cpu.append(cpu)
         finally:
             _stop(proc)
         trace = work / f"r{i}.jsonl"
         proc, port = _start([PY, "-m", "simnet.cli", "record", "--trace", str(trace), "--", "python", str(APP), "0"])
         try:
-            recorded.append(_wrk(port, args.seconds))
+            rate, cpu = _wrk(proc, port, args.seconds)
+            recorded.append(rate)
+            recorded_cpu.append(cpu)
         finally:
             _stop(proc)
         traces.append(trace)
-        print(f"round {i + 1}: plain {plain[-1]:,.0f} req/s, recorded {recorded[-1]:,.0f} req/s", flush=True)
+        print(f"round {i + 1}: plain {plain[-1]:,.0f} req/s ({plain_cpu[-1]:.1f} us CPU/request), "
+              f"recorded {recorded[-1]:,.0f} req/s ({recorded_cpu[-1]:.1f} us)", flush=True)  # fmt: skip
     ratio = statistics.median(recorded) / statistics.median(plain)
     print(f"R1 recording overhead: {statistics.median(recorded):,.0f} / {statistics.median(plain):,.0f} req/s "
           f"= {ratio:.2f}x (goal >= 0.90)")  # fmt: skip
+    cpu_plain, cpu_recorded = statistics.median(plain_cpu), statistics.median(recorded_cpu)
+    print(f"R1 by server CPU per request: {cpu_plain:.1f} us plain / {cpu_recorded:.1f} us recorded "
+          f"= {cpu_plain / cpu_recorded:.2f}x")  # fmt: skip
 
     idle = work / "idle.jsonl"
     proc, _ = _start([PY, "-m", "simnet.cli", "record", "--trace", str(idle), "--", "python", str(APP), "0"])

@@ -75,6 +75,8 @@ __all__ = [
     "fast_record_line",
     "header_from_json",
     "header_line",
+    "line_template",
+    "payload_slot",
     "quick_record_line",
     "record_from_json",
     "record_line",
@@ -288,8 +290,6 @@ def careful_record_line(seq: int, request: Any, result: Result | None) -> bytes:
         raise TypeError(f"{request!r}: a string is not valid Unicode ({exc.reason})") from None
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # Writing a record the quick way. A recording realnet server writes ~4 lines per HTTP request,
 # and `careful_record_line` spent ~1-1.5 us on each: building the args dict through the
@@ -346,15 +346,14 @@ def _ascii_or_b64(data: bytes) -> bytes:
 QuickLine = Callable[[int, Any, Any], "bytes | None"]
 
 
-def _quick_line(call: Call) -> QuickLine | None:
-    """The quick writer of one call's records, or None if a field's type is not one it writes
-    directly (int, str or bytes). The line is a `%` template per shape of result, with the
-    call's keys and punctuation in it as msgspec writes them; the fields are checked with one
-    comparison of their types, and only strs and payloads need converting."""
+def _line_head(call: Call) -> tuple[bytes, list[tuple[int, Callable[[Any], bytes]]]] | None:
+    """A line of `call` up to its args' closing brace, as a `%` template (slots: seq, t, then
+    each field), and which fields need converting first (index, how); None if a field's type is
+    not one written directly (int, str or bytes)."""
     if call.cls is Exit or any(f.plain is None for f in call.fields):  # Exit has no Result
         return None
     fields = []
-    convert = []
+    convert: list[tuple[int, Callable[[Any], bytes]]] = []
     for i, field in enumerate(call.fields):
         if field.plain is int:
             fields.append(_encode_json(field.name) + b":%d")
@@ -366,12 +365,50 @@ def _quick_line(call: Call) -> QuickLine | None:
             convert.append((i, _ascii_or_b64))
     # A literal % in the call's name would be a format.
     head = b'{"seq":%d,"t":%d,"call":' + _encode_json(call.name).replace(b"%", b"%%")
-    head += b',"args":{' + b",".join(fields) + b"}"
-    with_int = head + b',"ret":%d}\n'
-    with_null = head + b',"ret":null}\n'
+    return head + b',"args":{' + b",".join(fields) + b"}", convert
+
+
+# The result slot of a `line_template`, by the shape of the result.
+_TEMPLATE_TAILS = {
+    "int": b',"ret":%d}\n',  # an int value
+    "null": b',"ret":null}\n',  # None: no slot
+    "json": b',"ret":%b}\n',  # any value, as `value_json` writes it
+    "err": b"%b}\n",  # an errno alone, as ERROR_JSON writes it
+}
+
+
+def line_template(cls: type, ret: str) -> bytes:
+    """The `%` template the quick writer fills for a record of syscall class `cls` whose result
+    has the shape `ret` ("int", "null", "json" or "err", see `_TEMPLATE_TAILS`) and no shutdown:
+    for a recorder that formats its hottest lines itself (simnet.aio.record_main), without a
+    request or a Result to build. Slots, in order: seq and t (%d); each field: an int as %d, a
+    str as its JSON (`_encode_json`), bytes as `payload_slot(data)`; then the result, unless
+    "null": an int, the value's `value_json`, or `ERROR_JSON[name]`. Filled with values of
+    exactly those types, it is the line `careful_record_line` writes (tests/trace check it)."""
+    head = _line_head(BY_CLASS[cls])
+    if head is None:
+        raise TypeError(f"{cls.__name__} records are not written by template")
+    return head[0] + _TEMPLATE_TAILS[ret]
+
+
+payload_slot = _ascii_or_b64
+"""A bytes field's slot in a `line_template`."""
+
+
+def _quick_line(call: Call) -> QuickLine | None:
+    """The quick writer of one call's records, or None if a field's type is not one it writes
+    directly (int, str or bytes). The line is a `%` template per shape of result, with the
+    call's keys and punctuation in it as msgspec writes them; the fields are checked with one
+    comparison of their types, and only strs and payloads need converting."""
+    parts = _line_head(call)
+    if parts is None:
+        return None
+    head, convert = parts
+    with_int = head + _TEMPLATE_TAILS["int"]
+    with_null = head + _TEMPLATE_TAILS["null"]
     with_ascii = head + b',"ret":{"ascii":%b}}\n'
-    with_ret = head + b',"ret":%b}\n'
-    with_err = head + b"%b}\n"
+    with_ret = head + _TEMPLATE_TAILS["json"]
+    with_err = head + _TEMPLATE_TAILS["err"]
     with_tail = head + b"%b"
     check = checked_getter(attrgetter, tuple(f.name for f in call.fields), tuple(f.plain for f in call.fields))
 
