@@ -20,7 +20,13 @@ def test_fails(simnet_network):
 """
 
 
+# The inner sessions read no pyproject.toml: give them the setting ours has (pytest-asyncio warns
+# about its default loop scope otherwise).
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+
+
 def test_the_seed_is_stable_per_test_and_overridable(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
     pytester.makepyfile(test_seeded=TEST_FILE)
     first = pytester.runpytest("-s", "-k", "uses_the_network")
     second = pytester.runpytest("-s", "-k", "uses_the_network")
@@ -35,6 +41,7 @@ def test_the_seed_is_stable_per_test_and_overridable(pytester: pytest.Pytester) 
 
 
 def test_a_failure_reports_seed_configuration_and_a_reproduce_command(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
     pytester.makepyfile(test_seeded=TEST_FILE)
     result = pytester.runpytest("-k", "fails", "--simnet-seed=99")
     result.assert_outcomes(failed=1)
