@@ -168,7 +168,7 @@ class Epoll:
         item = EpItem(self, fd, sock, eventmask | EPOLLERR | EPOLLHUP)
         self.items[key] = item
         watchers = sock.watchers
-        if not watchers:  # an empty tuple until the first watcher (TcpSocket.__init__)
+        if isinstance(watchers, tuple):  # an empty tuple until the first watcher (TcpSocket.__init__)
             watchers = sock.watchers = []
         watchers.append(item)
         self._poll_now(item)
@@ -196,10 +196,11 @@ class Epoll:
 
     def _forget(self, item: EpItem) -> None:
         watchers = item.sock.watchers
-        for i, other in enumerate(watchers):
-            if other is item:
-                del watchers[i]
-                break
+        if isinstance(watchers, list):  # else the empty tuple of a socket that lost its watchers
+            for i, other in enumerate(watchers):
+                if other is item:
+                    del watchers[i]
+                    break
         if item.ready:
             item.ready = False
             self.ready.remove(item)
@@ -304,8 +305,9 @@ class Epoll:
     def _vanish(self) -> None:
         """The host crashed: the epoll is gone, nobody waits on it any more."""
         for item in list(self.items.values()):
-            if item in item.sock.watchers:
-                item.sock.watchers.remove(item)
+            watchers = item.sock.watchers
+            if isinstance(watchers, list) and item in watchers:
+                watchers.remove(item)
         self.items.clear()
         self.ready = []
         self.waiter = None

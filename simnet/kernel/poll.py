@@ -105,7 +105,7 @@ def _wait_gen(host: Host, check: Callable[[], Any], fds: Sequence[int],
             if obj is None or isinstance(obj, Epoll):
                 continue
             waiters = obj.waiters
-            if not waiters:  # an empty tuple until the first waiter (TcpSocket.__init__)
+            if isinstance(waiters, tuple):  # an empty tuple until the first waiter (TcpSocket.__init__)
                 waiters = obj.waiters = []
             waiters.append(event)
         yield event

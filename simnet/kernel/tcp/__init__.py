@@ -34,7 +34,7 @@ tcp_output.c and the socket calls reach all of them:
   listen.py     TcpListen, RequestSock: the SYN queue, SYN-ACKs, children, the accept queue
   api.py        TcpApi: bind, listen, accept, connect, shutdown, close, options
   sendrecv.py   TcpSendRecv: send, sendall, sendmsg, recv, recv_into, recvmsg, recvmsg_into
-  socket.py     TcpSocket(TcpApi, TcpSendRecv), DupSocket (dup), SocketCoroutines (sock.co)
+  socket.py     TcpSocket(TcpSendRecv), DupSocket (dup), SocketCoroutines (sock.co)
 """
 
 from simnet.kernel.tcp.constants import (

@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import errno
 import socket as _socket
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from simnet.kernel.clock import Timer
@@ -137,7 +137,7 @@ class TcpBase:
         self.rcvq = bytearray()
         # Segments beyond a hole, sorted by seq: (seq, data, fin). Empty unless links misbehave.
         # Only a socket that has seen a hole gets a list: faults are rare, sockets are many.
-        self.ooo: list[tuple[int, bytes, int]] = NO_SEGMENTS  # type: ignore[assignment]
+        self.ooo: list[tuple[int, bytes, int]] | tuple[tuple[int, bytes, int], ...] = NO_SEGMENTS
         self.rcv_wnd_edge = 0  # right edge of the window we last advertised
         self.rcv_wup = 0  # rcv_nxt when we last sent an ACK
         self.rcv_mss = TCP_MSS_DEFAULT
@@ -163,16 +163,16 @@ class TcpBase:
         self.backlog = 0
         # Only a listener gets a deque (listen()); for every other socket an empty tuple, which
         # answers len() and truth tests alike at no cost (a deque is ~600 bytes).
-        self.accept_queue: collections.deque[TcpSocket] = ()  # type: ignore[assignment]
+        self.accept_queue: collections.deque[TcpSocket] | tuple[()] = ()
         # Only a listener gets a dict (listen()); every other socket shares a read-only empty
         # one, so a write where none belongs raises instead of passing silently.
-        self.syn_queue: dict[Address, RequestSock] = NO_REQUESTS  # type: ignore[assignment]
+        self.syn_queue: dict[Address, RequestSock] | Mapping[Address, RequestSock] = NO_REQUESTS
         self.parent: TcpSocket | None = None
         # who to wake
         # Empty tuples until something watches or waits: most sockets of a big simulation have
         # one watcher (the server's epoll) or none, and no blocked caller (docs/benchmarks.md, P6).
-        self.watchers: list[EpItem] = ()  # type: ignore[assignment]
-        self.waiters: list[Any] = ()  # type: ignore[assignment]
+        self.watchers: list[EpItem] | tuple[()] = ()
+        self.waiters: list[Any] | tuple[()] = ()
         self._co: SocketCoroutines | None = None
 
     def __repr__(self) -> str:
@@ -221,7 +221,7 @@ class TcpBase:
         for item in self.watchers:
             item.wake(key)
         if self.waiters:
-            waiters, self.waiters = self.waiters, ()  # type: ignore[assignment]
+            waiters, self.waiters = self.waiters, ()
             for event in waiters:
                 if not event.triggered:
                     event.succeed()
@@ -268,7 +268,7 @@ class TcpBase:
     def _wait_event(self, deadline: int | None = None) -> Any:
         event = self.net.wait_event(deadline)
         waiters = self.waiters
-        if not waiters:
+        if isinstance(waiters, tuple):
             waiters = self.waiters = []
         waiters.append(event)
         return event

@@ -303,7 +303,7 @@ class TcpInput(TcpOutput):
             fin = 0
         if data or fin:
             ooo = self.ooo
-            if not ooo:
+            if isinstance(ooo, tuple):
                 ooo = self.ooo = []
             i = bisect.bisect_left(ooo, seq, key=lambda entry: entry[0])
             if not (i < len(ooo) and ooo[i][0] == seq and len(ooo[i][1]) >= len(data) and (ooo[i][2] or not fin)):
@@ -315,6 +315,8 @@ class TcpInput(TcpOutput):
         """tcp_ofo_queue: move what the new in-order data made contiguous to the receive queue;
         returns whether a FIN was reached."""
         ooo = self.ooo
+        if isinstance(ooo, tuple):  # the shared empty tuple: nothing is queued
+            return fin
         while ooo and ooo[0][0] <= self.rcv_nxt:
             seq, data, entry_fin = ooo.pop(0)
             end = seq + len(data)

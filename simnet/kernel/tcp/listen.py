@@ -10,6 +10,7 @@ tcp_abort_on_overflow). A listener that closes resets its unaccepted children
 
 from __future__ import annotations
 
+import collections
 from typing import TYPE_CHECKING, cast
 
 from simnet.kernel.clock import Timer
@@ -84,7 +85,9 @@ class TcpListen(TcpInput):
 
             window = self._syn_window(mss_for_mtu(self.net.path(self.host.ip, remote[0]).mtu))
             req = RequestSock(cast("TcpSocket", self), seg.dst, remote, iss, seg.seq, window, seg.window)
-            self.syn_queue[remote] = req
+            syn_queue = self.syn_queue
+            assert isinstance(syn_queue, dict), "a listener has its own syn queue (listen())"
+            syn_queue[remote] = req
             self._send_synack(req)
             return
         if not flags & ACK or req is None or seg.ack != req.iss + 1:
@@ -103,7 +106,9 @@ class TcpListen(TcpInput):
                 self.net.log(seg, "dropped: accept queue full")
             return
         child = self._make_child(req, seg)
-        self.accept_queue.append(child)
+        accept_queue = self.accept_queue
+        assert isinstance(accept_queue, collections.deque), "a listener has its own accept queue (listen())"
+        accept_queue.append(child)
         if self.net.queue_watch is not None:
             self.net.queue_watch(cast("TcpSocket", self))
         self.wake(KEY_IN)  # sk_data_ready on the listener
@@ -132,8 +137,10 @@ class TcpListen(TcpInput):
     def _drop_request(self, req: RequestSock) -> None:
         if req.timer is not None:
             req.timer.cancel()
-        if self.syn_queue.get(req.remote) is req:
-            del self.syn_queue[req.remote]
+        syn_queue = self.syn_queue
+        if syn_queue.get(req.remote) is req:
+            assert isinstance(syn_queue, dict)  # it holds `req`, so it is a listener's own
+            del syn_queue[req.remote]
 
     def _make_child(self, req: RequestSock, seg: Segment) -> TcpSocket:
         """tcp_create_openreq_child: a clone of the listener's settings, ESTABLISHED."""
@@ -175,7 +182,7 @@ class TcpListen(TcpInput):
         for req in list(self.syn_queue.values()):
             if req.timer:
                 req.timer.cancel()
-        self.syn_queue = NO_REQUESTS  # type: ignore[assignment]
+        self.syn_queue = NO_REQUESTS
         while self.accept_queue:
             child = self.accept_queue.popleft()
             child.orphan = True

@@ -303,7 +303,7 @@ class TcpOutput(TcpBase):
             del host.connections[(local, remote)]
         self.state = CLOSED
         self.shutdown_flags = SHUTDOWN_MASK
-        self.ooo = NO_SEGMENTS  # type: ignore[assignment]
+        self.ooo = NO_SEGMENTS
         if self.orphan or not self.user_bound:
             self._release_port()
 
@@ -326,7 +326,7 @@ class TcpOutput(TcpBase):
         for req in self.syn_queue.values():
             if req.timer is not None:
                 req.timer.cancel()
-        self.syn_queue = NO_REQUESTS  # type: ignore[assignment]
+        self.syn_queue = NO_REQUESTS
         while self.accept_queue:
             self.accept_queue.popleft()._vanish()
         self.state = CLOSED
@@ -335,8 +335,8 @@ class TcpOutput(TcpBase):
         self.rcvq.clear()
         if self.net.queue_watch is not None:
             self.net.queue_watch(cast("TcpSocket", self))
-        self.ooo = NO_SEGMENTS  # type: ignore[assignment]
-        self.watchers = ()  # type: ignore[assignment]
+        self.ooo = NO_SEGMENTS
+        self.watchers = ()
         self.port_held = False
         self.orphan = True
         self.closed_fd = True

@@ -16,7 +16,7 @@ from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from simnet.kernel.errors import raise_errno, timeout_error
-from simnet.kernel.tcp.api import check_address, syscall
+from simnet.kernel.tcp.api import TcpApi, check_address, syscall
 from simnet.kernel.tcp.constants import (
     CLOSE_WAIT,
     CLOSED,
@@ -34,7 +34,6 @@ from simnet.kernel.tcp.constants import (
     SYN_RECV,
     SYN_SENT,
 )
-from simnet.kernel.tcp.listen import TcpListen
 
 if TYPE_CHECKING:
     from simnet.kernel.tcp.socket import TcpSocket
@@ -106,7 +105,7 @@ def as_bytes(data: Any) -> bytes:
     raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
 
 
-class TcpSendRecv(TcpListen):
+class TcpSendRecv(TcpApi):
     """send and receive, blocking or not (see the module docstring)."""
 
     __slots__ = ()
@@ -206,13 +205,16 @@ class TcpSendRecv(TcpListen):
         sent = 0
         while sent < len(data):
             if self.poll_mask() & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+                # (No `continue` inside the try: mypyc cannot compile one in a finally's scope.)
+                progressed = True
                 try:
                     sent += self._send_now(data[sent:])
-                    continue
                 except BlockingIOError:
-                    pass
+                    progressed = False
                 finally:
                     self.net.drain()
+                if progressed:
+                    continue
             if self.net.env.now >= deadline:
                 raise timeout_error()
             yield self._wait_event(deadline)

@@ -1,7 +1,7 @@
 """TcpSocket, the class the rest of simnet uses, and the other handles on one socket.
 
-TcpSocket puts the layers together -- TcpBase < TcpOutput < TcpInput < TcpListen < TcpApi and
-TcpSendRecv -- and adds what needs the whole class: dup() and its DupSocket (another fd for the
+TcpSocket puts the layers together -- TcpBase < TcpOutput < TcpInput < TcpListen < TcpApi <
+TcpSendRecv, one line of single inheritance, which mypyc can compile (setup.py) -- and adds what needs the whole class: dup() and its DupSocket (another fd for the
 same open file), `co` and SocketCoroutines (the blocking calls for simulated processes).
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from simnet.kernel.errors import os_error, raise_errno
 from simnet.kernel.segment import Address
-from simnet.kernel.tcp.api import TcpApi, check_address, syscall
+from simnet.kernel.tcp.api import check_address, syscall
 from simnet.kernel.tcp.constants import KEY_IN, KEY_OUT
 from simnet.kernel.tcp.sendrecv import TcpSendRecv, as_bytes
 
@@ -22,7 +22,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-class TcpSocket(TcpApi, TcpSendRecv):
+class TcpSocket(TcpSendRecv):
     """A simulated TCP socket with the methods of Python's `socket.socket`."""
 
     __slots__ = ()
