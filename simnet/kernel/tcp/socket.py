@@ -1,8 +1,9 @@
 """TcpSocket, the class the rest of simnet uses, and the other handles on one socket.
 
 TcpSocket puts the layers together -- TcpBase < TcpOutput < TcpInput < TcpListen < TcpApi <
-TcpSendRecv, one line of single inheritance, which mypyc can compile (setup.py) -- and adds what needs the whole class: dup() and its DupSocket (another fd for the
-same open file), `co` and SocketCoroutines (the blocking calls for simulated processes).
+TcpSendRecv, one line of single inheritance, which mypyc can compile (setup.py) -- and adds
+what needs the whole class: dup() and its DupSocket (another fd for the same open file),
+`co` and SocketCoroutines (the blocking calls for simulated processes).
 """
 
 from __future__ import annotations
