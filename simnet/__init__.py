@@ -10,13 +10,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from simnet._build import compiled, pure_requested, use_python_sources
+
+if pure_requested():
+    use_python_sources()
+
 if TYPE_CHECKING:
     from simnet.kernel import Epoll, Host, LinkConfig, Network, SimulationDeadlock, Sysctl, TcpSocket
 
-__all__ = ["Epoll", "Host", "LinkConfig", "Network", "SimulationDeadlock", "Sysctl", "TcpSocket"]
+__all__ = ["Epoll", "Host", "LinkConfig", "Network", "SimulationDeadlock", "Sysctl", "TcpSocket", "compiled"]
 
 # Each public name and the module that defines it.
-_LAZY = {name: "simnet.kernel" for name in __all__}
+_LAZY = {name: "simnet.kernel" for name in __all__ if name != "compiled"}
 
 
 def __getattr__(name: str) -> Any:

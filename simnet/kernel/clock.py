@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import simpy
 from simpy.events import NORMAL as _NORMAL
+from simpy.events import ProcessGenerator
 
 if TYPE_CHECKING:
     from simnet.kernel.host import Host
@@ -45,6 +46,20 @@ class SimEnv(simpy.Environment):
         """How many events simpy has scheduled so far: its id counter (an itertools.count),
         read from its repr without consuming an id (count.__reduce__ is deprecated)."""
         return int(repr(self._eid)[6:-1])  # "count(123)"
+
+    def process(self, generator: ProcessGenerator) -> simpy.Process:
+        return NamedProcess(self, generator)
+
+
+class NamedProcess(simpy.Process):
+    """simpy's Process, whose name (in its repr, and in simpy's "until event was not triggered"
+    error) also works for a generator mypyc compiled (setup.py), which has no __name__."""
+
+    @property
+    def name(self) -> str:
+        generator = self._generator
+        # mypyc names a compiled generator's class after its function, plus "_gen".
+        return getattr(generator, "__name__", None) or type(generator).__name__.removesuffix("_gen")
 
 
 def is_dead(event: simpy.Event) -> bool:

@@ -94,6 +94,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
+from mypy_extensions import mypyc_attr
+
 from simnet.server import syscalls as sc
 from simnet.server.apps.base import PHASE_HEAD, PHASE_IDLE, AppFactory, BaseApp
 from simnet.server.config import ServerConfig
@@ -153,6 +155,8 @@ _TIMEOUTS = (
 )
 
 
+# Compiled by mypyc (simnet/_build.py); tests and users subclass it to make broken servers.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ServerMachine:
     """The server. See the module docstring; drivers use only start(), step() and the attributes."""
 

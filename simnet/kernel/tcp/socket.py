@@ -13,11 +13,13 @@ import functools
 from collections.abc import Callable, Generator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from simnet.kernel.errors import os_error, raise_errno
 from simnet.kernel.segment import Address
 from simnet.kernel.tcp.api import check_address, syscall
 from simnet.kernel.tcp.constants import KEY_IN, KEY_OUT
-from simnet.kernel.tcp.sendrecv import TcpSendRecv, as_bytes
+from simnet.kernel.tcp.sendrecv import BytesLike, TcpSendRecv, as_bytes
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -69,6 +71,9 @@ def _forward(body: Callable[Concatenate[TcpSocket, _P], _R]) -> Callable[Concate
     return through_dup
 
 
+# A plain Python class even where this module is compiled: its methods are TcpSocket's, forwarded
+# as class attributes, which a native class cannot hold, and nothing on it is a hot path.
+@mypyc_attr(native_class=False)
 class DupSocket:
     """Another fd for a TcpSocket's open file, made by dup(): Python's socket API on its own fd.
 
@@ -175,24 +180,24 @@ class SocketCoroutines:
         self._handle._check_fd()
         return (yield from self._call(lambda: self._sock._recv_now(bufsize, flags), KEY_IN))
 
-    def send(self, data: bytes) -> Generator[Any, Any, int]:
+    def send(self, data: BytesLike) -> Generator[Any, Any, int]:
         sock = self._sock
         self._handle._check_fd()
-        data = as_bytes(data)
+        payload = as_bytes(data)
         if sock.timeout_ns is None:
-            return (yield from self.sendall(data))
-        return (yield from self._call(lambda: sock._send_now(data), KEY_OUT))
+            return (yield from self.sendall(payload))
+        return (yield from self._call(lambda: sock._send_now(payload), KEY_OUT))
 
-    def sendall(self, data: bytes) -> Generator[Any, Any, int]:
+    def sendall(self, data: BytesLike) -> Generator[Any, Any, int]:
         sock = self._sock
         self._handle._check_fd()
-        data = as_bytes(data)
+        payload = as_bytes(data)
         try:
-            sent = sock._send_some(data, 0)
+            sent = sock._send_some(payload, 0)
         finally:
             sock.net.drain()
-        if sent < len(data):
-            sent = yield from sock._send_all_gen(data, sent)
+        if sent < len(payload):
+            sent = yield from sock._send_all_gen(payload, sent)
         return sent
 
     def connect(self, address: tuple[str, int]) -> Generator[Any, Any, None]:
