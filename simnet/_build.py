@@ -1,9 +1,10 @@
 """Which modules setup.py compiles with mypyc, and how to run them as plain Python instead.
 
 The per-segment, per-syscall and per-step paths: the TCP model, epoll, the host's fd table, the
-server machine and the loop and executor that drive it. Compiled, they run 1.3-1.6x as fast
-(docs/benchmarks.md); everything else stays Python, and so does every module here when the
-compiler is missing (setup.py then installs pure Python and says so).
+network's delivery and fault injection, the server machine and the loop and executor that drive
+it. Compiled, they run 1.3-1.6x as fast (docs/benchmarks.md); everything else stays Python, and
+so does every module here when the compiler is missing (setup.py then installs pure Python and
+says so).
 
 `SIMNET_PURE_PYTHON=1` in the environment runs the Python sources even where the compiled
 modules are installed -- for a debugger, coverage or a traceback with source lines, and for the
@@ -27,6 +28,9 @@ from types import ModuleType
 # Python subclasses, so setup.py builds all of it or none.
 COMPILED_PATHS = (
     "simnet/kernel/segment.py",
+    "simnet/kernel/errors.py",
+    "simnet/kernel/faulty.py",
+    "simnet/kernel/network.py",
     "simnet/kernel/tcp/constants.py",
     "simnet/kernel/tcp/base.py",
     "simnet/kernel/tcp/output.py",

@@ -29,6 +29,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import simpy
+from mypy_extensions import mypyc_attr
 
 from simnet.kernel.clock import NS_PER_S, Delivery, SimEnv, Timer, is_dead, seconds_to_ns
 from simnet.kernel.faulty import FaultInjector
@@ -46,6 +47,7 @@ _T = TypeVar("_T")
 GC_YOUNG_THRESHOLD = 100_000
 
 
+@mypyc_attr(native_class=False)  # compiled, an exception class must stay a Python class
 class SimulationDeadlock(RuntimeError):
     """A blocking call made outside any simulated process can never complete: nothing is pending.
 
