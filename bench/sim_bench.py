@@ -7,7 +7,8 @@ The workload of the server issue's benchmark: 1,000 HTTP keep-alive clients on l
 round trip (5 ms one way), each sending about one request per second (exponential think time
 of 1 s, so Poisson arrivals per client) for 100 requests -- about 100 simulated seconds. The
 peer is real time itself: a run that takes W wall seconds to simulate S seconds compresses time
-S/W-fold; the goal is 50x. Also reported: simulated requests per wall second and simpy events
+S/W-fold; the goal is 25x (aiming at 50x). Also reported: simulated requests per wall second and
+simpy events
 per wall second. Each figure is the median of the runs, with min-max.
 """
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from simnet.sim.run import RunConfig, simulate  # noqa: E402
 from simnet.sim.workload import Workload  # noqa: E402
 
-GOAL = 50.0
+GOAL = 25.0  # issue #17: at least 25x, aiming at 50x
 
 
 def workload(quick: bool) -> RunConfig:

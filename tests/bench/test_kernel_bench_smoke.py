@@ -23,7 +23,8 @@ def test_kernel_bench_quick_run_reports_sane_figures() -> None:
     start = time.perf_counter()
     figures = bench.run(quick=True)
     assert time.perf_counter() - start < 10  # about 0.1 s alone; generous on a loaded machine
-    assert figures["quick"] is True and figures["rounds"] == 1 and figures["goal_ratio"] == 3.0
+    assert figures["quick"] is True and figures["rounds"] == 1
+    assert figures["goal_ratio"] == {"bulk": 2.0, "storm": 3.0}
     assert figures["machine"]["nproc"] >= 1 and figures["machine"]["python"].count(".") == 2
     bulk, storm = figures["bulk"], figures["storm"]
     # Every byte and every connection made it (run() raises otherwise), in a few hundred events.
