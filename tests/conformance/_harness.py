@@ -87,6 +87,11 @@ class Backend:
     def monotonic(self) -> float:
         raise NotImplementedError
 
+    def segments_sent(self) -> int:
+        """TCP segments sent so far: /proc/net/snmp's OutSegs (the whole machine's, so other
+        traffic can only add to it) or the model's own count."""
+        raise NotImplementedError
+
     def close_all(self) -> None:
         raise NotImplementedError
 
@@ -159,6 +164,11 @@ class RealBackend(Backend):
     def monotonic(self) -> float:
         return time.monotonic()
 
+    def segments_sent(self) -> int:
+        with open("/proc/net/snmp") as f:
+            tcp = [line.split() for line in f if line.startswith("Tcp:")]
+        return int(tcp[1][tcp[0].index("OutSegs")])
+
     def track(self, obj: Any) -> Any:
         self._objs.append(obj)
         return obj
@@ -211,6 +221,9 @@ class SimBackend(Backend):
 
     def monotonic(self) -> float:
         return float(self.net.now)
+
+    def segments_sent(self) -> int:
+        return int(self.net.counters["segments"])
 
     def close_all(self) -> None:
         # Nothing outlives the Network object: dropping it releases every simulated socket.

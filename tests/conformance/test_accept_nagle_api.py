@@ -127,6 +127,49 @@ def test_nagle_held_bytes_are_released_by_the_delayed_ack_timer(backend):
     assert got == b"abbccc"
 
 
+def _exchange_segments(backend, gap: float, exchanges: int) -> list[tuple[int, int]]:
+    """Keep-alive request/response exchanges on a fresh pair: the segments each half sent
+    (request half: the request and any ACK of it; response half likewise). `gap` seconds pass
+    between a message's arrival and its reader's reply."""
+    c, a = pair(backend)
+    counts = []
+    for _ in range(exchanges):
+        before = backend.segments_sent()
+        c.send(b"q" * 100)
+        if gap:
+            backend.settle(gap)
+        assert drain(a, 100, backend, timeout=1.0) == b"q" * 100
+        middle = backend.segments_sent()
+        a.send(b"r" * 150)
+        if gap:
+            backend.settle(gap)
+        assert drain(c, 150, backend, timeout=1.0) == b"r" * 150
+        counts.append((middle - before, backend.segments_sent() - middle))
+    return counts
+
+
+def _fewest(backend, gap: float, exchanges: int) -> list[tuple[int, int]]:
+    # Real OutSegs counts the whole machine, so other traffic can only add segments: the fewest
+    # seen over a few tries, position by position, is this connection's count. (The model is
+    # deterministic: its tries agree.)
+    tries = [_exchange_segments(backend, gap, exchanges) for _ in range(3)]
+    return [tuple(min(t[i][half] for t in tries) for half in (0, 1)) for i in range(exchanges)]
+
+
+def test_keepalive_replies_carry_the_acks_once_the_connection_is_interactive(backend):
+    # Measured here (docs/conformance.md). The first exchange is quick-acked (data, then a pure ACK, each way); the
+    # reply sent within `ato` of the request makes each side interactive (pingpong, threshold
+    # net.ipv4.tcp_pingpong_thresh = 1), and from the second exchange on every ACK rides on the
+    # next message: one segment per message.
+    assert _fewest(backend, 0.0, 6) == [(2, 2)] + [(1, 1)] * 5
+
+
+def test_keepalive_replies_slower_than_the_delayed_ack_are_acked_on_their_own(backend):
+    # A reply 50 ms after the request misses the 40 ms delayed ACK: the timer sends a pure ACK
+    # and takes the connection out of interactive mode, so every exchange costs 2 + 2.
+    assert _fewest(backend, 0.05, 3) == [(2, 2)] * 3
+
+
 # ---- Python API details ---------------------------------------------------------------------
 
 

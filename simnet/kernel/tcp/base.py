@@ -70,7 +70,7 @@ class TcpBase:
         "rcvbuf_locked", "sndbuf_locked", "err", "shutdown_flags", "done", "iss", "snd_una",
         "snd_nxt", "snd_max", "snd_wnd", "max_window", "sndq", "fin_pending", "fin_sent",
         "fin_seq", "nospace", "mss", "dupacks", "recover", "loss_recovery", "irs", "rcv_nxt",
-        "rcvq", "ooo", "rcv_wnd_edge", "rcv_wup", "rcv_mss", "quickacks", "last_data_time",
+        "rcvq", "ooo", "rcv_wnd_edge", "rcv_wup", "rcv_mss", "quickacks", "last_data_time", "ato", "pingpong",
         "rto_ns", "srtt", "rttvar", "rtt_seq", "rtt_start", "retries", "retrans_stamp",
         "rto_timer", "delack_timer", "_rto_entry", "_delack_entry", "persist_timer",
         "persist_backoff", "state_timer", "backlog", "accept_queue", "syn_queue", "parent",
@@ -142,7 +142,11 @@ class TcpBase:
         self.rcv_wup = 0  # rcv_nxt when we last sent an ACK
         self.rcv_mss = TCP_MSS_DEFAULT
         self.quickacks = TCP_MAX_QUICKACKS
-        self.last_data_time = -1
+        self.last_data_time = -1  # icsk_ack.lrcvtime: when in-order data last arrived
+        # icsk_ack.ato, 0 until the first data; and icsk_ack.pingpong, the count of replies sent
+        # within `ato` of receiving (interactive mode from TCP_PINGPONG_THRESH on).
+        self.ato = 0
+        self.pingpong = 0
         # timers
         self.rto_ns = TCP_TIMEOUT_INIT
         self.srtt = 0

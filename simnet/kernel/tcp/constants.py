@@ -49,6 +49,13 @@ TCP_RTO_MAX = 120_000 * MS
 TCP_DELACK_MIN = 40 * MS  # the delayed ACK LINUX.md measured at ~44 ms
 TCP_TIMEWAIT_LEN = 60_000 * MS
 TCP_MAX_QUICKACKS = 16
+# The delayed-ACK engine's floor (icsk_ack.ato starts here at the first data and is deflated back
+# to it), HZ/25 like TCP_DELACK_MIN.
+TCP_ATO_MIN = 40 * MS
+# net.ipv4.tcp_pingpong_thresh (Linux >= 6.5, default 1; 3 before): replies sent within `ato` of
+# the last data received after which a connection counts as interactive and delays its ACKs so
+# that they ride on its replies: 2 segments per keep-alive exchange, not 4 (docs/conformance.md).
+TCP_PINGPONG_THRESH = 1
 TCP_RETRIES2 = 15
 
 

@@ -29,8 +29,10 @@ from simnet.kernel.tcp.constants import (
     RCV_SHUTDOWN,
     SYN_RECV,
     SYN_SENT,
+    TCP_ATO_MIN,
     TCP_DELACK_MIN,
     TCP_MAX_QUICKACKS,
+    TCP_PINGPONG_THRESH,
     TCP_RTO_MAX,
     TCP_RTO_MIN,
     TIME_WAIT,
@@ -246,7 +248,11 @@ class TcpInput(TcpOutput):
         if seq < rcv_nxt:
             overlap = rcv_nxt - seq
             if overlap >= len(data):
-                self._send_ack()  # an old duplicate (a retransmission we already have): re-ACK
+                # An old duplicate (a retransmission we already have): the sender has lost our
+                # ACK, so re-ACK at once and leave interactive mode (tcp_data_queue ->
+                # tcp_enter_quickack_mode).
+                self._enter_quickack_mode()
+                self._send_ack()
                 return
             data = data[overlap:]
             seq = rcv_nxt
@@ -272,10 +278,7 @@ class TcpInput(TcpOutput):
                 self.net.queue_watch(cast("TcpSocket", self))
             if len(data) > self.rcv_mss:
                 self.rcv_mss = min(len(data), self.mss)
-            # tcp_event_data_recv: after an idle gap longer than the RTO, quick-ack again.
-            if self.last_data_time >= 0 and now - self.last_data_time > self.rto_ns:
-                self.quickacks = TCP_MAX_QUICKACKS
-            self.last_data_time = now
+            self._event_data_recv(now)
         if take < len(data):
             # Beyond the window (a probe, or more than we offered): drop the rest, ACK now.
             self._send_ack()
@@ -334,11 +337,36 @@ class TcpInput(TcpOutput):
                 break
         return fin
 
+    def _event_data_recv(self, now: int) -> None:
+        """tcp_event_data_recv: the delayed-ACK engine's estimate of the gap between data
+        arrivals (`ato`), started at the first data; after an idle gap longer than the RTO,
+        quick-ack again."""
+        ato = self.ato
+        if ato == 0:
+            self.ato = TCP_ATO_MIN
+        else:
+            gap = now - self.last_data_time
+            if gap <= TCP_ATO_MIN // 2:
+                self.ato = (ato >> 1) + TCP_ATO_MIN // 2
+            elif gap < ato:
+                ato = (ato >> 1) + gap
+                self.ato = ato if ato <= self.rto_ns else self.rto_ns
+            elif gap > self.rto_ns:
+                self.quickacks = TCP_MAX_QUICKACKS
+        self.last_data_time = now
+
+    def _enter_quickack_mode(self) -> None:
+        """tcp_enter_quickack_mode: ACK every segment again, and stop counting as interactive."""
+        self.quickacks = TCP_MAX_QUICKACKS
+        self.pingpong = 0
+        self.ato = TCP_ATO_MIN
+
     def _ack_policy(self) -> None:
-        """__tcp_ack_snd_check: ACK at once in quick-ack mode or after more than one full segment;
-        otherwise let the delayed-ACK timer (40 ms) or outgoing data carry the ACK."""
-        if self.quickacks > 0:
-            self.quickacks -= 1
+        """__tcp_ack_snd_check: ACK at once in quick-ack mode (not while interactive: then the
+        reply carries the ACK) or after more than one full segment; otherwise let the
+        delayed-ACK timer (40 ms) or outgoing data carry the ACK."""
+        if self.quickacks > 0 and self.pingpong < TCP_PINGPONG_THRESH:
+            self._dec_quickack_mode()
             self._send_ack()
         elif self.rcv_nxt - self.rcv_wup > self.rcv_mss and self._select_window() >= self.rcv_wnd_edge - self.rcv_nxt:
             self._send_ack()

@@ -28,7 +28,9 @@ from simnet.kernel.tcp.constants import (
     SHUTDOWN_MASK,
     SYN_RECV,
     SYN_SENT,
+    TCP_ATO_MIN,
     TCP_MSS_DEFAULT,
+    TCP_PINGPONG_THRESH,
     TCP_RETRIES2_TIMEOUT,
     TCP_RTO_MAX,
     TCP_RTO_MIN,
@@ -73,6 +75,10 @@ class TcpOutput(TcpBase):
         return mss
 
     def _transmit(self, seg: Segment) -> None:
+        if seg.data and self.ato and self.net.env.now - self.last_data_time < self.ato:
+            # tcp_event_data_sent: a reply within `ato` of the last data received counts
+            # towards interactive (pingpong) mode.
+            self.pingpong += 1
         self.net.transmit(self.host, seg)
 
     def _send_ack(self) -> None:
@@ -87,9 +93,19 @@ class TcpOutput(TcpBase):
         self.rcv_wup = self.rcv_nxt
         timer = self.delack_timer
         if timer is not None:
+            # A delayed ACK rides on this segment (tcp_event_ack_sent -> tcp_dec_quickack_mode:
+            # it counts against quick-ack mode as a pure ACK would).
             timer.cancel()
             self.delack_timer = None
+            self._dec_quickack_mode()
         return window
+
+    def _dec_quickack_mode(self) -> None:
+        """tcp_dec_quickack_mode: one quick ACK fewer; leaving quick-ack mode deflates `ato`."""
+        if self.quickacks > 0:
+            self.quickacks -= 1
+            if self.quickacks == 0:
+                self.ato = TCP_ATO_MIN
 
     def _send_rst(self) -> None:
         if self.remote is None:
@@ -288,8 +304,16 @@ class TcpOutput(TcpBase):
             self._destroy()
 
     def _on_delack(self) -> None:
+        """tcp_delack_timer_handler: the ACK was not carried by a reply in time. An interactive
+        connection stops being one; another lengthens its estimate of the gap."""
         self.delack_timer = None
         if self.state not in (CLOSED, LISTEN, SYN_SENT) and self.rcv_wup != self.rcv_nxt:
+            if self.pingpong >= TCP_PINGPONG_THRESH:
+                self.pingpong = 0
+                self.ato = TCP_ATO_MIN
+            else:
+                ato = self.ato << 1
+                self.ato = ato if ato <= self.rto_ns else self.rto_ns
             self._send_ack()
 
     # -- ends of a connection -----------------------------------------------------------------
