@@ -88,7 +88,8 @@ class SyscallExecutor:
     def _accept(self, request: sc.Accept) -> tuple[int, tuple[str, int]]:
         conn, addr = self.fds[request.fd].accept()
         conn.setblocking(False)  # accept4(..., SOCK_NONBLOCK)
-        fd = conn.fileno()
+        # Any: compiled, an int would be boxed anew for the table and for the result.
+        fd: Any = conn.fileno()
         self.fds[fd] = conn
         return fd, (addr[0], addr[1])
 

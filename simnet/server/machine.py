@@ -92,7 +92,7 @@ import functools
 import heapq
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from mypy_extensions import mypyc_attr
 
@@ -610,23 +610,30 @@ class ServerMachine:
                 self.stats.accept_pauses += 1
                 self._accept_blocked_until = self.now + self.config.accept_retry_ns
             return
-        fd, peer = cast("tuple[int, tuple[str, int]]", result.value)
+        # Any, not int: compiled, an int local is unboxed and every container it is stored in
+        # gets a new int object (the fd, the id and the clock are kept in several places per
+        # connection); as objects they are shared, as in the interpreter (docs/benchmarks.md, P6a).
+        accepted: Any = result.value
+        fd: Any = accepted[0]
+        peer: Any = accepted[1]
+        cid: Any = self._next_id
+        now: Any = self.now
         try:
             app = self.app_factory()
             failed: str | None = None
         except Exception as exc:  # noqa: BLE001 - an app's bug must not stop the server
             app, failed = _DeadApp(), f"{type(exc).__name__}: {exc}"
         conn = Connection(
-            id=self._next_id,
+            id=cid,
             fd=fd,
             peer=(peer[0], peer[1]),
             app=app,
-            accepted_ns=self.now,
-            last_io_ns=self.now,
+            accepted_ns=now,
+            last_io_ns=now,
         )
         self._next_id += 1
-        self.connections[conn.id] = conn
-        self._by_fd[fd] = conn.id
+        self.connections[cid] = conn
+        self._by_fd[fd] = cid
         self.stats.accepted += 1
         if len(self.connections) >= self.config.max_connections:
             self.stats.accept_pauses += 1
@@ -634,7 +641,7 @@ class ServerMachine:
             self._note_app_error(failed)
             self._drop(conn, CloseReason.APP_ERROR, failed)
             return
-        self._setupq.append(conn.id)
+        self._setupq.append(cid)
         self._settle(conn)  # arms the header timer: the first request is due from now
 
     # -- reading and writing ----------------------------------------------------------------------
@@ -880,11 +887,12 @@ class ServerMachine:
         # The idle deadline moves later on every byte in or out; pushing each time cost a heap
         # entry per Recv and Send. An entry that comes up early is moved on when it reaches the
         # top (_nearest_deadline, _expire), so the nearest deadline is still exact.
-        deadline = conn.deadline
+        deadline: Any = conn.deadline  # Any: one int object for both places (see _on_accept)
         if deadline is not None and (conn.deadline_at is None or deadline < conn.deadline_at):
             conn.deadline_at = deadline
             self._timer_seq += 1
-            heapq.heappush(self._timers, (deadline, self._timer_seq, conn.id))
+            cid: Any = conn.id
+            heapq.heappush(self._timers, (deadline, self._timer_seq, cid))
 
     def _arm_timers(self, conn: Connection) -> None:
         self._set_deadlines(conn)
