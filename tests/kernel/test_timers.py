@@ -447,6 +447,65 @@ def test_a_delayed_ack_rides_on_the_reply_instead_of_a_pure_ack() -> None:
     assert [(s.flags, s.length) for s in from_server] == [("P.", 8)]  # no separate ACK
 
 
+def _ack_delays(net: Network, c: Any, a: Any, mark: int) -> list[int]:
+    """For each data segment the client sent after log line `mark`, how long after its arrival
+    (1 ms link) the server's first segment acknowledging it left."""
+    me, peer = addr(c), addr(a)
+    lines = net.segment_log[mark:]
+    delays = []
+    for data in [s for s in lines if s.src == me and s.event == "sent" and s.length]:
+        end = data.seq + data.length
+        ack = next(s for s in lines if s.src == peer and s.event == "sent" and s.ack >= end)
+        delays.append(ack.time_ns - (data.time_ns + 1 * MS))
+    return delays
+
+
+def test_replies_that_carry_delayed_acks_use_up_quick_ack_mode() -> None:
+    # tcp_event_ack_sent -> tcp_dec_quickack_mode: every ACK sent while one was scheduled counts,
+    # whether it went alone, on a reply, or when the delayed-ACK timer fired.
+    net = Network(seed=13, log_segments=True)
+    c, a = _pair_on_a_link(net)
+    for _ in range(3):  # three prompt exchanges: the server turns interactive (pingpong) mode on
+        c.send(b"request")
+        net.run(until=net.now + 0.010)
+        assert a.recv(100) == b"request"
+        a.send(b"reply")
+        net.run(until=net.now + 0.090)
+        assert c.recv(100) == b"reply"
+    c.send(b"unanswered")  # no reply: the delayed-ACK timer fires and leaves interactive mode
+    net.run(until=net.now + 0.100)
+    assert a.recv(100) == b"unanswered"
+    mark = len(net.segment_log)
+    for _ in range(14):
+        c.send(b"x")
+        net.run(until=net.now + 0.100)
+    # Quick ACKs used: the first exchange's (16 -> 15), two carried by replies (-> 13) and the
+    # timer's (-> 12); so 12 more immediate ACKs, then the 40 ms timer.
+    assert _ack_delays(net, c, a, mark) == [0] * 12 + [TCP_DELACK_MIN] * 2
+
+
+def test_a_fired_delayed_ack_timer_widens_the_window_in_which_a_reply_counts_as_interactive() -> None:
+    # tcp_delack_timer_handler on a connection that is not interactive doubles `ato` (up to the
+    # RTO); a reply sent within `ato` of the data turns on interactive mode (tcp_event_data_sent),
+    # and an interactive connection coming back from idle delays its ACKs even in quick-ack mode.
+    def ack_delay_after_idle(reply_after: float) -> int:
+        net = Network(seed=14, log_segments=True)
+        c, a = _pair_on_a_link(net)
+        _leave_quickack_mode(net, c, a)
+        c.send(b"request")  # its ACK is delayed; the timer fires at 40 ms: ato 40 -> 80 ms
+        net.run(until=net.now + reply_after)
+        assert a.recv(100) == b"request"
+        a.send(b"reply")
+        net.run(until=net.now + 0.5)  # idle for longer than the RTO: quick-ack mode again
+        mark = len(net.segment_log)
+        c.send(b"after idle")
+        net.run(until=net.now + 0.1)
+        return _ack_delays(net, c, a, mark)[0]
+
+    assert ack_delay_after_idle(0.060) == TCP_DELACK_MIN  # within the doubled ato: interactive
+    assert ack_delay_after_idle(0.100) == 0  # past it: not interactive, so the ACK goes at once
+
+
 # -- zero window: persist timer and window update -------------------------------------------------
 
 

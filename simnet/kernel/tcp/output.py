@@ -314,6 +314,9 @@ class TcpOutput(TcpBase):
             else:
                 ato = self.ato << 1
                 self.ato = ato if ato <= self.rto_ns else self.rto_ns
+            # The ACK was scheduled, so tcp_send_ack's tcp_event_ack_sent counts it against
+            # quick-ack mode like any other.
+            self._dec_quickack_mode()
             self._send_ack()
 
     # -- ends of a connection -----------------------------------------------------------------
