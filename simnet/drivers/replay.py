@@ -19,8 +19,9 @@ from typing import IO, Any
 
 import attrs
 
-from simnet.trace.codec import Record, TraceError, TraceHeader
-from simnet.trace.reader import read_trace, source_name
+from simnet.server.syscalls import Result
+from simnet.trace.codec import Record, TraceError, TraceHeader, replay_result
+from simnet.trace.reader import decode_record_line, read_trace_lines, refuse_after_exit, source_name
 from simnet.trace.writer import Machine
 
 MachineFactory = Callable[[TraceHeader], Machine]
@@ -144,7 +145,7 @@ def replay_exact(
     `machine_factory(header)` builds the machine (default: `machine_from_header`). Raises
     `TraceError` for a malformed trace, at the first bad line.
     """
-    header, records = read_trace(source)
+    header, newline, lines = read_trace_lines(source)
     path = source_name(source)
     if machine_factory is None:
         machine = machine_from_header(header, path)
@@ -156,7 +157,8 @@ def replay_exact(
             raise TraceError(
                 path, 1, f"cannot build the machine from this header: {type(exc).__name__}: {exc}"
             ) from None
-    recent: collections.deque[Record] = collections.deque(maxlen=context)
+    # The last few lines, decoded only if a divergence is reported.
+    recent: collections.deque[bytes | str] = collections.deque(maxlen=context)
     matched = 0
     exited = False
 
@@ -165,40 +167,43 @@ def replay_exact(
         if exc is not None:
             raised = f"{type(exc).__name__}: {exc}"
             tb = "".join(traceback.format_exception(exc))
+        first = rec.seq - len(recent)
+        before = tuple(decode_record_line(raw, first + i, path) for i, raw in enumerate(recent))
         div = Divergence(
-            seq=rec.seq,
-            expected=rec.request,
-            actual=actual,
-            before=tuple(recent),
-            raised=raised,
-            traceback=tb,
+            seq=rec.seq, expected=rec.request, actual=actual, before=before, raised=raised, traceback=tb
         )
         return ReplayReport(path=path, header=header, matched=matched, exited=False, divergence=div)
 
-    # The machine is stepped lazily -- only when a record is there to check its answer against --
-    # so that a trace cut short ends the replay without asking the machine anything more.
+    # The machine is stepped lazily -- only when a line is there to check its answer against --
+    # so that a trace cut short ends the replay without asking the machine anything more. Each
+    # line is first tried the quick way (`replay_result`: the request compared as the bytes the
+    # writer would write, only the Result built), then the careful way, which decodes it all,
+    # raises TraceError for a bad line, and compares values.
     try:
-        previous: Record | None = None
+        result: Result | None = None
         start, step = machine.start, machine.step
+        quick = replay_result
         remember = recent.append
-        for rec in records:
+        for seq, raw in enumerate(lines, start=1):
             try:
-                actual = start() if previous is None else step(previous.result)  # type: ignore[arg-type]
+                actual = start() if seq == 1 else step(result)  # type: ignore[arg-type]
             except Exception as exc:  # the machine's failure is the finding, reported like a divergence
-                return diverged(rec, None, exc)
-            # `==` rather than `!=`: attrs' __ne__ is __eq__ plus a call, on the hottest line.
-            if not (actual == rec.request):  # noqa: SIM201
-                return diverged(rec, actual)
-            if rec.result is None:
-                exited = True
-                for _ in records:  # the reader refuses any line after Exit; make it look
-                    pass
-                break
-            matched = rec.seq  # records are numbered from 1 and checked to be consecutive
-            remember(rec)
-            previous = rec
+                return diverged(decode_record_line(raw, seq, path), None, exc)
+            result = quick(raw, seq, actual) if raw[-1:] == newline else None
+            if result is None:
+                rec = decode_record_line(raw, seq, path)
+                # `==` rather than `!=`: attrs' __ne__ is __eq__ plus a call.
+                if not (actual == rec.request):  # noqa: SIM201
+                    return diverged(rec, actual)
+                if rec.result is None:
+                    exited = True
+                    refuse_after_exit(lines, path, seq)
+                    break
+                result = rec.result
+            matched = seq  # records are numbered from 1 and checked to be consecutive
+            remember(raw)
     finally:
-        close = getattr(records, "close", None)
+        close = getattr(lines, "close", None)
         if close is not None:
             close()
     return ReplayReport(path=path, header=header, matched=matched, exited=exited)

@@ -80,6 +80,7 @@ __all__ = [
     "quick_record_line",
     "record_from_json",
     "record_line",
+    "replay_result",
 ]
 
 
@@ -197,6 +198,15 @@ def fast_record_line(line: bytes | str, seq: int) -> Record | None:
     request = decode(env.args) if decode is not None else None
     if request is None:
         return None
+    result = _quick_result(env)
+    if result is None:
+        return None
+    record: Record = _new_record(seq, request, result, env.host)
+    return record
+
+
+def _quick_result(env: _Envelope | _ReplayEnvelope) -> Result | None:
+    """The Result of a parsed record line, or None if anything about it is unusual."""
     value = env.ret
     error: str | msgspec.UnsetType | None = env.err
     if error is _UNSET:
@@ -212,8 +222,51 @@ def fast_record_line(line: bytes | str, seq: int) -> Record | None:
             value = decode_value(value)
         except _Bad:
             return None
-    record: Record = _new_record(seq, request, _new_result(value, error, env.t, env.shutdown), env.host)
-    return record
+    result: Result = _new_result(value, error, env.t, env.shutdown)
+    return result
+
+
+class _ReplayEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+    """A record line as `replay_result` parses it: the args left as the bytes they are."""
+
+    seq: int
+    t: int
+    call: str
+    args: msgspec.Raw
+    ret: Any = msgspec.UNSET
+    err: str | msgspec.UnsetType = msgspec.UNSET
+    shutdown: bool = False
+    host: str | None = None
+
+
+_decode_replay_envelope = msgspec.json.Decoder(_ReplayEnvelope).decode
+
+
+def replay_result(line: bytes | str, seq: int, request: Any) -> Result | None:
+    """The Result on `line` if it is a well-formed record `seq` of exactly `request`; None if it
+    is anything else or anything unusual, for the careful path (`record_from_json`) to decode
+    and compare.
+
+    Exact replay's quick path: it builds only the Result the machine is handed. The request is
+    not decoded but written, as the quick writer would write it, and compared with the line's
+    args as bytes: equal bytes decode to equal values, so a match is a match; a mismatch may
+    still be equal values written differently, which the careful path decides. `line` must end
+    with its newline (the caller checks: a line without one is a truncated recording).
+    """
+    args_json = _ARGS_JSON.get(type(request))
+    if args_json is None:
+        return None
+    try:
+        env = _decode_replay_envelope(line)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    name, write = args_json
+    if env.seq != seq or env.call != name or env.host is not None:
+        return None
+    args = write(request)
+    if args is None or memoryview(env.args) != args:
+        return None
+    return _quick_result(env)
 
 
 def record_from_json(obj: Any, seq: int) -> Record:
@@ -346,11 +399,26 @@ def _ascii_or_b64(data: bytes) -> bytes:
 QuickLine = Callable[[int, Any, Any], "bytes | None"]
 
 
-def _line_head(call: Call) -> tuple[bytes, list[tuple[int, Callable[[Any], bytes]]]] | None:
+Converters = list[tuple[int, Callable[[Any], bytes]]]
+
+
+def _line_head(call: Call) -> tuple[bytes, Converters] | None:
     """A line of `call` up to its args' closing brace, as a `%` template (slots: seq, t, then
     each field), and which fields need converting first (index, how); None if a field's type is
     not one written directly (int, str or bytes)."""
-    if call.cls is Exit or any(f.plain is None for f in call.fields):  # Exit has no Result
+    args = _args_template(call)
+    if args is None:
+        return None
+    template, convert = args
+    # A literal % in the call's name would be a format.
+    head = b'{"seq":%d,"t":%d,"call":' + _encode_json(call.name).replace(b"%", b"%%")
+    return head + b',"args":' + template, convert
+
+
+def _args_template(call: Call) -> tuple[bytes, Converters] | None:
+    """`call`'s args object as a `%` template (a slot per field) and its converters, as
+    `_line_head` describes; None for Exit (it has no Result) or a field of another type."""
+    if call.cls is Exit or any(f.plain is None for f in call.fields):
         return None
     fields = []
     convert: list[tuple[int, Callable[[Any], bytes]]] = []
@@ -363,9 +431,7 @@ def _line_head(call: Call) -> tuple[bytes, list[tuple[int, Callable[[Any], bytes
         else:
             fields.append(_encode_json(field.name) + b':{"%b}')
             convert.append((i, _ascii_or_b64))
-    # A literal % in the call's name would be a format.
-    head = b'{"seq":%d,"t":%d,"call":' + _encode_json(call.name).replace(b"%", b"%%")
-    return head + b',"args":{' + b",".join(fields) + b"}", convert
+    return b"{" + b",".join(fields) + b"}", convert
 
 
 # The result slot of a `line_template`, by the shape of the result.
@@ -455,6 +521,33 @@ def _quick_line(call: Call) -> QuickLine | None:
 
 _QUICK_LINES: dict[type, QuickLine] = {
     call.cls: line for call in CALLS.values() if (line := _quick_line(call)) is not None
+}
+
+
+def _args_writer(call: Call) -> Callable[[Any], bytes | None] | None:
+    """The args object of a `call` request as the quick writer writes it, or None if a field's
+    value is not exactly its type; None for a call whose records it does not write."""
+    parts = _args_template(call)
+    if parts is None:
+        return None
+    template, convert = parts
+    check = checked_getter(attrgetter, tuple(f.name for f in call.fields), tuple(f.plain for f in call.fields))
+
+    def write_args(request: Any) -> bytes | None:
+        args = check(request)
+        if args is None:
+            return None
+        if convert:
+            args = list(args)
+            for i, write in convert:
+                args[i] = write(args[i])
+        return template % tuple(args)
+
+    return write_args
+
+
+_ARGS_JSON: dict[type, tuple[str, Callable[[Any], bytes | None]]] = {
+    call.cls: (call.name, write) for call in CALLS.values() if (write := _args_writer(call)) is not None
 }
 
 

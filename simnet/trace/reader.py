@@ -58,13 +58,31 @@ def _json_problem(exc: Exception) -> str:
     return f"{match[1]} at column {int(match[2]) + 1}" if match else text
 
 
-def read_trace(source: str | os.PathLike[str] | IO[bytes] | IO[str]) -> tuple[TraceHeader, Iterator[Record]]:
+Source = str | os.PathLike[str] | IO[bytes] | IO[str]
+
+
+def read_trace(source: Source) -> tuple[TraceHeader, Iterator[Record]]:
     """Read the header now (raising `TraceError` if it is bad) and return it with a lazy
     iterator of records, which raises `TraceError` at the first bad line.
 
     `source` is a path (opened here, closed when the iterator finishes or is closed) or a file
     object in binary or text mode (left open: it belongs to the caller).
     """
+    header, newline, file, owned = _open(source)
+    return header, _records(file, owned, source_name(source), newline)
+
+
+def read_trace_lines(source: Source) -> tuple[TraceHeader, bytes | str, Iterator[Any]]:
+    """As `read_trace`, but the records come as the lines they are, unchecked, with the newline
+    each complete one ends with (bytes or str, as the source gives them): for a reader that
+    decodes only what it needs (exact replay, `simnet.trace.codec.replay_result`).
+    `decode_record_line` turns a line into its Record with every check `read_trace` makes, and
+    `refuse_after_exit` makes the last."""
+    header, newline, file, owned = _open(source)
+    return header, newline, _lines(file, owned)
+
+
+def _open(source: Source) -> tuple[TraceHeader, bytes | str, Any, bool]:
     path = source_name(source)
     if isinstance(source, (str, os.PathLike)):
         file: Any = open(source, "rb")
@@ -83,7 +101,7 @@ def read_trace(source: str | os.PathLike[str] | IO[bytes] | IO[str]) -> tuple[Tr
         if owned:
             file.close()
         raise
-    return header, _records(file, owned, path, b"\n" if isinstance(first, bytes) else "\n")
+    return header, (b"\n" if isinstance(first, bytes) else "\n"), file, owned
 
 
 def _records(file: Any, owned: bool, path: str, newline: bytes | str) -> Iterator[Record]:
@@ -98,15 +116,34 @@ def _records(file: Any, owned: bool, path: str, newline: bytes | str) -> Iterato
                 if record is not None:
                     yield record
                     continue
-            try:
-                record = record_from_json(_parse(raw, path, seq + 1), seq)
-            except _Bad as exc:
-                raise TraceError(path, seq + 1, str(exc)) from None
+            record = decode_record_line(raw, seq, path)
             yield record
             if record.result is None:  # Exit: the machine finished, so must the trace
-                for _ in file:
-                    raise TraceError(path, seq + 2, "a record after Exit: the machine had already finished")
+                refuse_after_exit(file, path, seq)
                 return
     finally:
         if owned:
             file.close()
+
+
+def _lines(file: Any, owned: bool) -> Iterator[Any]:
+    try:
+        yield from file
+    finally:
+        if owned:
+            file.close()
+
+
+def decode_record_line(raw: bytes | str, seq: int, path: str) -> Record:
+    """The `seq`-th record from its line, checked and explained: `TraceError` at `path`'s line
+    `seq + 1` if it is not one."""
+    try:
+        return record_from_json(_parse(raw, path, seq + 1), seq)
+    except _Bad as exc:
+        raise TraceError(path, seq + 1, str(exc)) from None
+
+
+def refuse_after_exit(lines: Iterator[Any], path: str, seq: int) -> None:
+    """The trace must end at its Exit record, number `seq`: `TraceError` at any line after it."""
+    for _ in lines:
+        raise TraceError(path, seq + 2, "a record after Exit: the machine had already finished")

@@ -97,8 +97,19 @@ def decode_value(obj: Any) -> Any:
     if obj is None or kind is int or kind is str:
         return obj
     if kind is list:
-        # Most items are ints (fds, masks, counts): test for those inline rather than recurse.
-        return tuple([item if type(item) is int else decode_value(item) for item in obj])
+        # Most items are ints (fds, counts) or pairs of ints (epoll events): those inline, the
+        # rest by recursion. A loop, not a comprehension: 3.11 builds a function for each.
+        items: list[Any] = []
+        append = items.append
+        for item in obj:
+            kind = type(item)
+            if kind is int:
+                append(item)
+            elif kind is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is int:
+                append((item[0], item[1]))
+            else:
+                append(decode_value(item))
+        return tuple(items)
     if kind is dict:
         return decode_bytes(obj)
     raise _Bad(f"{_show(obj)} is not a trace value (null, integer, string, array or payload object)")

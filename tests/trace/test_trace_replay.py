@@ -18,6 +18,7 @@ from simnet.drivers.replay import ReplayReport, replay_exact
 from simnet.server import syscalls as sc
 from simnet.server.syscalls import Result
 from simnet.trace import TraceHeader, read_trace
+from simnet.trace.codec import replay_result
 
 
 def recorded(tmp_path: Path, seed: int = 4, syscalls: int = 400) -> Path:
@@ -181,3 +182,50 @@ def test_report_format_is_one_line_when_all_matched() -> None:
     header = TraceHeader.create(backend="simnet", app="echo", server_config={})
     report = ReplayReport(path="t.jsonl", header=header, matched=3, exited=True)
     assert report.format() == "t.jsonl: 3 syscalls matched; the machine exited as recorded"
+
+
+# -- the quick path: a line's request compared as bytes, only its Result built -----------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = sorted((ROOT / "traces").glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_the_quick_path_gives_the_careful_paths_result_or_stands_aside(path: Path) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)[1:]
+    quick = 0
+    for seq, (line, record) in enumerate(zip(lines, read_trace(path)[1], strict=True), start=1):
+        result = replay_result(line, seq, record.request)
+        if result is not None:
+            assert result == record.result and type(result.value) is type(record.result.value)  # type: ignore[union-attr]
+            quick += 1
+        elif type(record.request) in (sc.Recv, sc.Send, sc.EpollWait, sc.Accept, sc.Close, sc.EpollCtl):
+            raise AssertionError(f"{path.name}:{seq + 1}: a hot call took the careful path: {line!r}")
+    assert quick > len(lines) // 2
+
+
+def test_the_quick_path_stands_aside_for_any_other_request() -> None:
+    line = b'{"seq":7,"t":5,"call":"Recv","args":{"fd":5,"size":4096},"ret":{"ascii":"hi"}}\n'
+    assert replay_result(line, 7, sc.Recv(fd=5, size=4096)) == Result(value=b"hi", now=5)
+    for other in (sc.Recv(fd=5, size=4095), sc.Recv(fd=6, size=4096), sc.Close(fd=5), sc.Exit()):
+        assert replay_result(line, 7, other) is None
+    assert replay_result(line, 8, sc.Recv(fd=5, size=4096)) is None  # not the seq expected
+
+
+def test_args_written_another_way_are_compared_as_values(tmp_path: Path) -> None:
+    # Keys in another order and spaces: not the bytes the writer makes, the same values. The
+    # quick path stands aside and the careful one finds the match.
+    path = recorded(tmp_path)
+    lines = path.read_text().splitlines(keepends=True)
+    rewritten = [lines[0]]
+    for line in lines[1:]:
+        obj = json.loads(line)
+        obj["args"] = dict(reversed(obj["args"].items()))
+        rewritten.append(json.dumps(obj) + "\n")
+    other = tmp_path / "rewritten.jsonl"
+    other.write_text("".join(rewritten))
+    records = list(read_trace(other)[1])
+    assert records[2] == list(read_trace(path)[1])[2]
+    assert replay_result(rewritten[3].encode(), 3, records[2].request) is None
+    report, original = replay_exact(other, make_echo_machine), replay_exact(path, make_echo_machine)
+    assert report.ok and report.exited and report.matched == original.matched
