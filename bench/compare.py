@@ -6,7 +6,9 @@
 A shared machine's speed drifts by 2x between days, so a change is judged against its base run
 alternately in the same command, each in a fresh process: base, this checkout, base, ... The
 base is checked out with `git worktree` into a temporary folder (removed afterwards) and runs
-with this checkout's interpreter and packages. Each figure is CPU time (time.process_time), the
+with this checkout's interpreter and packages. Both sides run compiled (the base is built in
+place with mypyc, ~1 min) when this checkout is and the base has the build; else both run the
+Python sources -- never one of each, which every run checks. Each figure is CPU time (time.process_time), the
 best of 3 inside a process for the replays; the table gives the medians and their ratio.
 
 Measures:
@@ -22,6 +24,7 @@ Measures:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -76,7 +79,11 @@ print(report.matched / best)
 }
 
 _PRELUDE = """
-import time
+import os, time
+import simnet.server.machine
+_want = os.environ["COMPARE_COMPILED"]
+if simnet.server.machine.__file__.endswith(".py") != (_want == "0"):
+    raise SystemExit("compare: this side did not run " + ("compiled" if _want == "1" else "pure Python"))
 def _time(run):
     start = time.process_time()
     run()
@@ -84,21 +91,40 @@ def _time(run):
 """
 
 
-def _run(snippet: str, cwd: Path, *args: str) -> float:
+def _run(snippet: str, cwd: Path, env: dict[str, str], *args: str) -> float:
     done = subprocess.run(
-        [sys.executable, "-c", _PRELUDE + snippet, *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+        [sys.executable, "-c", _PRELUDE + snippet, *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"compare: a run in {cwd} failed: {done.stderr.strip().splitlines()[-1:]}")
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def _http_trace(base: Path, into: Path, clients: int, requests: int) -> Path:
+def _environment(base: Path) -> dict[str, str]:
+    """The environment both sides run in: compiled if this checkout runs compiled and the base
+    can be built so (in place, as `make` builds this one), else both on the Python sources."""
+    import simnet.server.machine
+
+    env = dict(os.environ)
+    compiled = not simnet.server.machine.__file__.endswith(".py") and (base / "simnet" / "_build.py").exists()
+    if compiled:
+        build = [sys.executable, "setup.py", "build_ext", "--inplace"]
+        done = subprocess.run(build, cwd=base, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise SystemExit(f"compare: building the base failed: {done.stderr.strip()[-300:]}")
+    else:
+        env["SIMNET_PURE_PYTHON"] = "1"
+    env["COMPARE_COMPILED"] = "1" if compiled else "0"
+    return env
+
+
+def _http_trace(base: Path, into: Path, env: dict[str, str], clients: int, requests: int) -> Path:
     """An HTTP trace both sides can replay: recorded by the base, so that it is the base's."""
     path = into / "http.jsonl"
     cmd = [sys.executable, "-m", "simnet.cli", "run", "--app", "http", "--clients", str(clients), "--requests", str(requests),
            "--think-time", "0", "--trace", str(path)]  # fmt: skip
-    done = subprocess.run(cmd, cwd=base, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, cwd=base, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"compare: recording the HTTP trace failed: {done.stderr.strip()[-300:]}")
     return path
@@ -130,15 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # Sizes: P1 round trips per connection, echo-replay syscalls, HTTP clients x requests.
             p1, echo, (clients, requests) = (12, 2_000, (3, 5)) if args.quick else (600, 60_000, (50, 200))
-            http = str(_http_trace(base, Path(tmp), clients, requests)) if "http-replay" in names else ""
+            env = _environment(base)
+            http = str(_http_trace(base, Path(tmp), env, clients, requests)) if "http-replay" in names else ""
             sizes = {"p1": [str(p1)], "echo-replay": [str(echo)], "http-replay": [http]}
-            print(f"compare: {base_rev} (base) vs this checkout, {args.rounds} alternations, CPU time")
+            build = "compiled" if env["COMPARE_COMPILED"] == "1" else "pure Python"
+            print(f"compare: {base_rev} (base) vs this checkout, {args.rounds} alternations, CPU time, {build}")
             for name in names:
                 unit, higher_is_better, snippet = MEASURES[name]
                 figures: dict[str, list[float]] = {"base": [], "this": []}
                 for _ in range(args.rounds):
-                    figures["base"].append(_run(snippet, base, *sizes[name]))
-                    figures["this"].append(_run(snippet, ROOT, *sizes[name]))
+                    figures["base"].append(_run(snippet, base, env, *sizes[name]))
+                    figures["this"].append(_run(snippet, ROOT, env, *sizes[name]))
                 b, t = statistics.median(figures["base"]), statistics.median(figures["this"])
                 better = t / b if higher_is_better else b / t
                 print(f"  {name:12} base {b:12,.1f}  this {t:12,.1f}  {unit}; this is {better:.2f}x as fast")

@@ -247,25 +247,36 @@ def replay_result(line: bytes | str, seq: int, request: Any) -> Result | None:
     is anything else or anything unusual, for the careful path (`record_from_json`) to decode
     and compare.
 
-    Exact replay's quick path: it builds only the Result the machine is handed. The request is
-    not decoded but written, as the quick writer would write it, and compared with the line's
-    args as bytes: equal bytes decode to equal values, so a match is a match; a mismatch may
-    still be equal values written differently, which the careful path decides. `line` must end
-    with its newline (the caller checks: a line without one is a truncated recording).
+    Exact replay's quick path: it builds only the Result the machine is handed, and no Record.
+    A request of ints and strs is not decoded but written, as the quick writer would write it,
+    and compared with the line's args as bytes: equal bytes decode to equal values, so a match
+    is a match; a mismatch may still be equal values written differently, which the careful
+    path decides. A request with a payload (Send) is decoded with the line and compared as a
+    value. `line` must end with its newline (the caller checks: a line without one is a
+    truncated recording).
     """
     args_json = _ARGS_JSON.get(type(request))
     if args_json is None:
         return None
+    name, write, decode = args_json
+    env: _Envelope | _ReplayEnvelope
     try:
-        env = _decode_replay_envelope(line)
+        # A payload is decoded along with the line and compared as a value: cheaper than
+        # writing (escaping) the machine's and scanning the line's twice.
+        env = _decode_replay_envelope(line) if write is not None else _decode_envelope(line)
     except (msgspec.DecodeError, RecursionError):
         return None
-    name, write = args_json
     if env.seq != seq or env.call != name or env.host is not None:
         return None
-    args = write(request)
-    if args is None or memoryview(env.args) != args:
-        return None
+    if write is not None:
+        args = write(request)
+        # A Raw here (the replay envelope's), which is a buffer.
+        if args is None or memoryview(env.args) != args:  # type: ignore[arg-type]
+            return None
+    else:
+        decoded = decode(env.args)
+        if decoded is None or not (decoded == request):  # noqa: SIM201 (attrs' __ne__ is __eq__ and a call)
+            return None
     return _quick_result(env)
 
 
@@ -546,8 +557,12 @@ def _args_writer(call: Call) -> Callable[[Any], bytes | None] | None:
     return write_args
 
 
-_ARGS_JSON: dict[type, tuple[str, Callable[[Any], bytes | None]]] = {
-    call.cls: (call.name, write) for call in CALLS.values() if (write := _args_writer(call)) is not None
+# How replay_result checks each call's args: written and compared as bytes when every field is
+# an int or a str; decoded and compared as values when one is a payload.
+_ARGS_JSON: dict[type, tuple[str, Callable[[Any], bytes | None] | None, Callable[[Any], Any]]] = {
+    call.cls: (call.name, None if any(f.plain is bytes for f in call.fields) else write, call.quick_decode)
+    for call in CALLS.values()
+    if (write := _args_writer(call)) is not None
 }
 
 
