@@ -144,6 +144,7 @@ class _DeadApp(BaseApp):
 
 
 _ERR_HUP = sc.EPOLLERR | sc.EPOLLHUP
+_WAITS_KEPT = 256  # EpollWait requests kept for reuse, by timeout
 _READ_EVENTS = sc.EPOLLIN | sc.EPOLLRDHUP | sc.EPOLLPRI | sc.EPOLLRDNORM
 _ET_MASK = sc.EPOLLIN | sc.EPOLLOUT | sc.EPOLLRDHUP | sc.EPOLLET
 # Connection deadline attribute -> (close reason, Stats counter), in the order they are checked.
@@ -206,7 +207,9 @@ class ServerMachine:
         self._timers: list[tuple[int, int, int]] = []  # (deadline, seq, connection id)
         self._timer_seq = 0
         self._dirty: dict[int, None] = {}  # connection ids whose epoll mask may be out of date
-        self._waits: dict[int, sc.EpollWait] = {}  # EpollWait(timeout 0) and (-1), made once
+        # EpollWait requests by timeout, made once each: a keep-alive server waits with the same
+        # few timeouts over and over. Bounded (cleared when full): a timeout can be any number.
+        self._waits: dict[int, sc.EpollWait] = {}
 
     # ---------------------------------------------------------------------------------------------
     # the driver's interface
@@ -358,13 +361,15 @@ class ServerMachine:
             self._pending = self._handler = None
             return sc.Exit()
         timeout_ms = self._timeout_ms()
-        # Requests are frozen values: the two commonest waits are built once (and every
-        # EpollWait after setup has the same epfd and max_events).
-        request = self._waits.get(timeout_ms)
+        # Requests are frozen values, and every EpollWait after setup has the same epfd and
+        # max_events: one per timeout is enough.
+        waits = self._waits
+        request = waits.get(timeout_ms)
         if request is None:
             request = sc.EpollWait(epfd=self._epfd(), max_events=self.config.max_events, timeout_ms=timeout_ms)
-            if timeout_ms <= 0:
-                self._waits[timeout_ms] = request
+            if len(waits) >= _WAITS_KEPT:
+                waits.clear()
+            waits[timeout_ms] = request
         return self._issue(request, self._on_epoll_wait)
 
     def _epfd(self) -> int:
@@ -873,7 +878,7 @@ class ServerMachine:
             if conn is None or conn.deadline_at != key:
                 heapq.heappop(heap)  # stale: the connection left, or an earlier entry replaced it
                 continue
-            deadline = conn.deadline
+            deadline = _nearest_deadline(conn)
             if deadline == key:
                 return key
             # The deadline moved later (or went) since this entry was made: move the entry on.
@@ -887,7 +892,7 @@ class ServerMachine:
         # The idle deadline moves later on every byte in or out; pushing each time cost a heap
         # entry per Recv and Send. An entry that comes up early is moved on when it reaches the
         # top (_nearest_deadline, _expire), so the nearest deadline is still exact.
-        deadline: Any = conn.deadline  # Any: one int object for both places (see _on_accept)
+        deadline: Any = _nearest_deadline(conn)  # Any: one int object for both places (see _on_accept)
         if deadline is not None and (conn.deadline_at is None or deadline < conn.deadline_at):
             conn.deadline_at = deadline
             self._timer_seq += 1
@@ -943,7 +948,7 @@ class ServerMachine:
             if queued is None or queued.deadline_at != key:
                 continue  # stale
             queued.deadline_at = None
-            deadline = queued.deadline
+            deadline = _nearest_deadline(queued)
             if deadline is not None and deadline <= now:
                 due[cid] = queued
             else:
@@ -1096,6 +1101,22 @@ class ServerMachine:
             return
         for conn in list(self.connections.values()):
             self._drop(conn, CloseReason.ABORT)
+
+
+def _nearest_deadline(conn: Connection) -> Any:
+    """The nearest of a connection's deadlines (None: none is set). Here rather than on the
+    Connection, so that compiled it costs no Python frame: it runs several times per step."""
+    nearest: Any = conn.idle_deadline
+    t: Any = conn.header_deadline
+    if t is not None and (nearest is None or t < nearest):
+        nearest = t
+    t = conn.keepalive_deadline
+    if t is not None and (nearest is None or t < nearest):
+        nearest = t
+    t = conn.linger_deadline
+    if t is not None and (nearest is None or t < nearest):
+        nearest = t
+    return nearest
 
 
 def _is_fd(value: object) -> bool:

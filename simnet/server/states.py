@@ -127,19 +127,11 @@ class Connection:
     error: str | None = None  # the errno name or app exception that ended it
     budget_used: int = 0  # syscalls this turn (see io_budget)
     # The key of this connection's live entry in the machine's timer heap (None: no entry). It
-    # is never later than `deadline`: the entry may come up early, and is then moved on.
+    # is never later than the nearest of the deadlines above: the entry may come up early, and
+    # is then moved on.
     deadline_at: int | None = None
     queued: bool = False  # in the machine's run queue
     recv_request: sc.Recv | None = attrs.field(default=None, repr=False, eq=False)  # made at the first Recv
-
-    @property
-    def deadline(self) -> int | None:
-        """The nearest of this connection's deadlines."""
-        nearest = self.idle_deadline
-        for t in (self.header_deadline, self.keepalive_deadline, self.linger_deadline):
-            if t is not None and (nearest is None or t < nearest):
-                nearest = t
-        return nearest
 
 
 @attrs.define
