@@ -254,6 +254,8 @@ class ServerMachine:
     def _fail_driver(self, request: sc.Syscall, result: object, why: str) -> DriverError:
         return DriverError(f"{self.state.value}: {request!r} -> {result!r}: {why}")
 
+    # Handlers test `result.error is not None`, not `not result.ok`: Result is a Python class,
+    # and from compiled code its property costs a Python frame, on every step.
     def _check_result(self, request: sc.Syscall, result: sc.Result) -> None:
         if type(result) is not sc.Result and not isinstance(result, sc.Result):
             raise self._fail_driver(request, result, "not a Result")
@@ -436,13 +438,13 @@ class ServerMachine:
         request = self._current
         self._setup_stage += 1
         if isinstance(request, sc.SetSockOpt):
-            if not result.ok:
+            if result.error is not None:
                 # Not fatal: the server works without SO_REUSEADDR or a buffer size, and the
                 # errno is in the trace and the stats.
                 self.stats.sockopt_errors += 1
                 self._count_error(result.error)
             return
-        if not result.ok:
+        if result.error is not None:
             self._abort(f"{type(request).__name__.lower()}: {result.error}")
             return
         if isinstance(request, sc.Socket):
@@ -503,7 +505,7 @@ class ServerMachine:
 
     def _on_conn_closed(self, conn: Connection, result: sc.Result) -> None:
         # close(2) releases the fd even when it reports an error (EINTR, EIO): never retry.
-        if not result.ok:
+        if result.error is not None:
             self.stats.close_errors += 1
             self._count_error(result.error)
         self._transition(conn, ConnEvent.CLOSE_RETURNED)
@@ -516,7 +518,7 @@ class ServerMachine:
         self._accept_blocked_until = None
 
     def _on_listener_closed(self, result: sc.Result) -> None:
-        if not result.ok:
+        if result.error is not None:
             self.stats.close_errors += 1
             self._count_error(result.error)
         self.listen_fd = None
@@ -524,7 +526,7 @@ class ServerMachine:
         self._accept_ready = False
 
     def _on_epoll_closed(self, result: sc.Result) -> None:
-        if not result.ok:
+        if result.error is not None:
             self.stats.close_errors += 1
             self._count_error(result.error)
         self.epfd = None
@@ -548,12 +550,12 @@ class ServerMachine:
 
     def _on_nodelay(self, conn: Connection, result: sc.Result) -> None:
         conn.nodelay_done = True
-        if not result.ok:  # e.g. the peer already reset: harmless, the next recv will tell
+        if result.error is not None:  # e.g. the peer already reset: harmless, the next recv will tell
             self.stats.sockopt_errors += 1
             self._count_error(result.error)
 
     def _on_conn_added(self, conn: Connection, mask: int, result: sc.Result) -> None:
-        if not result.ok:
+        if result.error is not None:
             self._count_error(result.error)
             self._drop(conn, CloseReason.SETUP_FAILED, result.error)
             return
@@ -575,7 +577,7 @@ class ServerMachine:
         return None
 
     def _on_shutdown(self, conn: Connection, result: sc.Result) -> None:
-        if not result.ok:  # ENOTCONN: the peer reset meanwhile
+        if result.error is not None:  # ENOTCONN: the peer reset meanwhile
             self._count_error(result.error)
             self._drop(conn, CloseReason.RESET, result.error)
             return
@@ -607,7 +609,7 @@ class ServerMachine:
         return self._issue(sc.Accept(fd=self._lfd()), self._on_accept)
 
     def _on_accept(self, result: sc.Result) -> None:
-        if not result.ok:
+        if result.error is not None:
             if result.error == "EAGAIN":
                 self._accept_ready = False
                 return
@@ -727,7 +729,7 @@ class ServerMachine:
         self._on_send(conn, len(self._current.data), result)  # type: ignore[union-attr]  # a Send
 
     def _on_send(self, conn: Connection, attempted: int, result: sc.Result) -> None:
-        if not result.ok:
+        if result.error is not None:
             if result.error == "EINTR":
                 return
             if result.error == "EAGAIN":
@@ -758,7 +760,7 @@ class ServerMachine:
         self._settle(conn)
 
     def _on_recv(self, conn: Connection, result: sc.Result) -> None:
-        if not result.ok:
+        if result.error is not None:
             if result.error == "EINTR":
                 return
             if result.error == "EAGAIN":
@@ -1014,7 +1016,7 @@ class ServerMachine:
         return None
 
     def _on_listener_mod(self, want: int, result: sc.Result) -> None:
-        if not result.ok:
+        if result.error is not None:
             self._count_error(result.error)
             self._abort(f"epoll_ctl MOD listener: {result.error}")
             return
@@ -1023,7 +1025,7 @@ class ServerMachine:
         self._listener_mask = want
 
     def _on_conn_mod(self, conn: Connection, want: int, result: sc.Result) -> None:
-        if not result.ok:
+        if result.error is not None:
             self._count_error(result.error)
             self._drop(conn, CloseReason.RESET, result.error)
             return
@@ -1039,7 +1041,7 @@ class ServerMachine:
         self._accepts_this_turn = 0
         self._work_left = False
         self._turn_started, self._turn_io = self.now, 0
-        if not result.ok:
+        if result.error is not None:
             if result.error != "EINTR":
                 self._count_error(result.error)
                 self._abort(f"epoll_wait: {result.error}")
