@@ -251,9 +251,9 @@ def replay_result(line: bytes | str, seq: int, request: Any) -> Result | None:
     A request of ints and strs is not decoded but written, as the quick writer would write it,
     and compared with the line's args as bytes: equal bytes decode to equal values, so a match
     is a match; a mismatch may still be equal values written differently, which the careful
-    path decides. A request with a payload (Send) is decoded with the line and compared as a
-    value. `line` must end with its newline (the caller checks: a line without one is a
-    truncated recording).
+    path decides. Any other request (a payload such as Send's, SetSockOpt's int-or-pair) is
+    decoded with the line and compared as a value. `line` must end with its newline (the caller
+    checks: a line without one is a truncated recording).
     """
     args_json = _ARGS_JSON.get(type(request))
     if args_json is None:
@@ -261,8 +261,8 @@ def replay_result(line: bytes | str, seq: int, request: Any) -> Result | None:
     name, write, decode = args_json
     env: _Envelope | _ReplayEnvelope
     try:
-        # A payload is decoded along with the line and compared as a value: cheaper than
-        # writing (escaping) the machine's and scanning the line's twice.
+        # Other args are decoded along with the line and compared as values: for a payload,
+        # cheaper than writing (escaping) the machine's and scanning the line's twice.
         env = _decode_replay_envelope(line) if write is not None else _decode_envelope(line)
     except (msgspec.DecodeError, RecursionError):
         return None
@@ -558,11 +558,16 @@ def _args_writer(call: Call) -> Callable[[Any], bytes | None] | None:
 
 
 # How replay_result checks each call's args: written and compared as bytes when every field is
-# an int or a str; decoded and compared as values when one is a payload.
+# an int or a str; otherwise (a payload, SetSockOpt's int-or-pair) decoded with the line and
+# compared as values. Exit has no Result, so always takes the careful path.
 _ARGS_JSON: dict[type, tuple[str, Callable[[Any], bytes | None] | None, Callable[[Any], Any]]] = {
-    call.cls: (call.name, None if any(f.plain is bytes for f in call.fields) else write, call.quick_decode)
+    call.cls: (
+        call.name,
+        _args_writer(call) if all(f.plain is int or f.plain is str for f in call.fields) else None,
+        call.quick_decode,
+    )
     for call in CALLS.values()
-    if (write := _args_writer(call)) is not None
+    if call.cls is not Exit
 }
 
 

@@ -102,10 +102,10 @@ def decode_value(obj: Any) -> Any:
         items: list[Any] = []
         append = items.append
         for item in obj:
-            kind = type(item)
-            if kind is int:
+            item_kind = type(item)
+            if item_kind is int:
                 append(item)
-            elif kind is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is int:
+            elif item_kind is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is int:
                 append((item[0], item[1]))
             else:
                 append(decode_value(item))
